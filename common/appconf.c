@@ -1,0 +1,215 @@
+/*
+ * The appliance configuration file: its key table and the checks that span
+ * keys (see appconf.h). The table drives parsing, defaults, --check-config
+ * and the reload rules through config.c.
+ */
+#include "appconf.h"
+
+#include <arpa/inet.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "errmsg.h"
+#include "ids.h"
+#include "log.h"
+
+static const struct cfg_enum_name repl_names[] = {
+    { "sync", REPL_SYNC },
+    { "async", REPL_ASYNC },
+    { NULL, 0 },
+};
+
+static const struct cfg_enum_name tls_names[] = {
+    { "1.2", TLS_MIN_1_2 },
+    { "1.3", TLS_MIN_1_3 },
+    { NULL, 0 },
+};
+
+static const struct cfg_enum_name level_names[] = {
+    { "debug", LOG_LVL_DEBUG },     { "info", LOG_LVL_INFO },   { "notice", LOG_LVL_NOTICE },
+    { "warning", LOG_LVL_WARNING }, { "error", LOG_LVL_ERROR }, { NULL, 0 },
+};
+
+static const struct cfg_enum_name target_names[] = {
+    { "stderr", LOG_TO_STDERR },
+    { "syslog", LOG_TO_SYSLOG },
+    { NULL, 0 },
+};
+
+#define PORT_KEY(prefix, base, field, def)                                                         \
+    {                                                                                              \
+        prefix #field, CFG_INT, (base) + offsetof(struct member_ports, field), def, 0, 65535,      \
+            NULL, NULL, 0                                                                          \
+    }
+
+#define PORT_KEYS(prefix, base, d1, d2, d3, d4, d5, d6, d7, d8, d9)                                \
+    PORT_KEY(prefix, base, api, d1), PORT_KEY(prefix, base, stats, d2),                            \
+        PORT_KEY(prefix, base, health, d3), PORT_KEY(prefix, base, balancer_control, d4),          \
+        PORT_KEY(prefix, base, radius, d5), PORT_KEY(prefix, base, node, d6),                      \
+        PORT_KEY(prefix, base, node_radius, d7), PORT_KEY(prefix, base, replicator, d8),           \
+        PORT_KEY(prefix, base, postgres, d9)
+
+static const struct cfg_key member_keys[] = {
+    { "id", CFG_STRING, offsetof(struct member_conf, id), NULL, 0, 0, NULL, NULL, CFG_REQUIRED },
+    { "address", CFG_STRING, offsetof(struct member_conf, address), NULL, 0, 0, NULL, NULL,
+      CFG_REQUIRED },
+    /* 0: the cluster's port. */
+    PORT_KEYS("ports.", offsetof(struct member_conf, ports), "0", "0", "0", "0", "0", "0", "0", "0",
+              "0"),
+};
+
+static const struct cfg_list member_list = {
+    member_keys,
+    MFA_ARRAY_LEN(member_keys),
+    sizeof(struct member_conf),
+    offsetof(struct appconf, cluster.nmembers),
+    APPCONF_MAX_MEMBERS,
+};
+
+#define STR(path, field, def, flags)                                                               \
+    {                                                                                              \
+        path, CFG_STRING, offsetof(struct appconf, field), def, 0, 0, NULL, NULL, flags            \
+    }
+#define ENUM(path, field, def, names, flags)                                                       \
+    {                                                                                              \
+        path, CFG_ENUM, offsetof(struct appconf, field), def, 0, 0, names, NULL, flags             \
+    }
+
+static const struct cfg_key appconf_keys[] = {
+    STR("cluster.name", cluster.name, NULL, CFG_REQUIRED),
+    ENUM("cluster.replication", cluster.replication, "sync", repl_names, 0),
+    { "cluster.fence_after", CFG_INT, offsetof(struct appconf, cluster.fence_after), "10", 2, 3600,
+      NULL, NULL, 0 },
+    /* DESIGN §4 defaults. */
+    PORT_KEYS("cluster.ports.", offsetof(struct appconf, cluster.ports), "443", "8404", "8405",
+              "8406", "1812", "8080", "18120", "8500", "5432"),
+    STR("cluster.tls.ca", cluster.tls_ca, "/etc/mfa-appliance/pki/ca.crt", 0),
+    ENUM("cluster.tls.min_version", cluster.tls_min_version, "1.2", tls_names, 0),
+    STR("cluster.tls.ciphers", cluster.tls_ciphers,
+        "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:!aNULL:!MD5:!DSS", 0),
+    STR("cluster.tls.ciphersuites", cluster.tls_ciphersuites,
+        "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256", 0),
+    { "cluster.members", CFG_LIST, offsetof(struct appconf, cluster.members), NULL, 0, 0, NULL,
+      &member_list, CFG_REQUIRED },
+    STR("appliance.member", appliance.member, NULL, CFG_REQUIRED),
+    STR("appliance.key_file", appliance.key_file, "/etc/mfa-appliance/keys.conf", 0),
+    STR("appliance.data_dir", appliance.data_dir, "/var/lib/mfa-appliance", 0),
+    STR("appliance.run_dir", appliance.run_dir, "/run/mfa-appliance", 0),
+    STR("appliance.user", appliance.user, "mfa", 0),
+    STR("appliance.tls.cert", appliance.tls_cert, "/etc/mfa-appliance/pki/member.crt", 0),
+    STR("appliance.tls.key", appliance.tls_key, "/etc/mfa-appliance/pki/member.key", 0),
+    ENUM("log.level", log.level, "info", level_names, CFG_RELOADABLE),
+    ENUM("log.target", log.target, "stderr", target_names, CFG_RELOADABLE),
+};
+
+const struct cfg_schema appconf_schema = { appconf_keys, MFA_ARRAY_LEN(appconf_keys),
+                                           APPCONF_VERSION };
+
+const struct member_conf *appconf_member(const struct appconf *conf, const char *id)
+{
+    for (size_t i = 0; i < conf->cluster.nmembers; i++) {
+        if (strcmp(conf->cluster.members[i].id, id) == 0)
+            return &conf->cluster.members[i];
+    }
+    return NULL;
+}
+
+const struct member_conf *appconf_local(const struct appconf *conf)
+{
+    return appconf_member(conf, conf->appliance.member);
+}
+
+static bool numeric_address(const char *s)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+
+    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+static int *port_slot(struct member_ports *p, size_t i)
+{
+    int *slots[] = { &p->api,  &p->stats,       &p->health,     &p->balancer_control, &p->radius,
+                     &p->node, &p->node_radius, &p->replicator, &p->postgres };
+
+    return i < MFA_ARRAY_LEN(slots) ? slots[i] : NULL;
+}
+
+/* The checks that span keys; see appconf_load(). */
+static int validate(struct appconf *conf, const char *name, char **err)
+{
+    struct member_conf *m = conf->cluster.members;
+    size_t n = conf->cluster.nmembers, i, j, k;
+    int *slot;
+
+    if (n == 0)
+        return err_set(err, "%s: cluster.members: at least one member is needed", name);
+    for (i = 0; i < n; i++) {
+        if (!node_id_valid(m[i].id))
+            return err_set(err,
+                           "%s: cluster.members[%zu].id: \"%.40s\" is not a node id "
+                           "(1 to 16 of a-z and 0-9)",
+                           name, i, m[i].id);
+        if (!numeric_address(m[i].address))
+            return err_set(err,
+                           "%s: cluster.members[%zu].address: \"%.60s\" is not a numeric IPv4 or "
+                           "IPv6 address",
+                           name, i, m[i].address);
+        for (j = 0; j < i; j++) {
+            if (strcmp(m[i].id, m[j].id) == 0)
+                return err_set(err, "%s: cluster.members[%zu].id: \"%s\" is listed twice", name, i,
+                               m[i].id);
+        }
+        for (k = 0; (slot = port_slot(&m[i].ports, k)); k++) {
+            if (*slot == 0)
+                *slot = *port_slot(&conf->cluster.ports, k);
+        }
+    }
+    /* Members that share an address (the one-host demo) need distinct ports. */
+    for (i = 0; i < n; i++) {
+        for (j = 0; j < i; j++) {
+            if (strcmp(m[i].address, m[j].address) != 0)
+                continue;
+            for (k = 0; port_slot(&m[i].ports, k); k++) {
+                if (*port_slot(&m[i].ports, k) == *port_slot(&m[j].ports, k))
+                    return err_set(err,
+                                   "%s: cluster.members: %s and %s share address %s and port %d; "
+                                   "give one of them its own ports",
+                                   name, m[j].id, m[i].id, m[i].address,
+                                   *port_slot(&m[i].ports, k));
+            }
+        }
+    }
+    if (!appconf_local(conf))
+        return err_set(err, "%s: appliance.member: \"%.40s\" is not one of cluster.members", name,
+                       conf->appliance.member);
+    return 0;
+}
+
+static int finish(int rc, struct appconf *conf, const char *name, char **err)
+{
+    if (rc < 0)
+        return -1;
+    if (validate(conf, name, err) < 0) {
+        appconf_free(conf);
+        return -1;
+    }
+    return 0;
+}
+
+int appconf_load(const char *path, struct appconf *conf, cfg_warn_fn warn, void *warn_arg,
+                 char **err)
+{
+    return finish(cfg_load(path, &appconf_schema, conf, warn, warn_arg, err), conf, path, err);
+}
+
+int appconf_load_string(const char *text, const char *name, struct appconf *conf, cfg_warn_fn warn,
+                        void *warn_arg, char **err)
+{
+    return finish(cfg_load_string(text, name, &appconf_schema, conf, warn, warn_arg, err), conf,
+                  name, err);
+}
+
+void appconf_free(struct appconf *conf)
+{
+    cfg_free(&appconf_schema, conf);
+}

@@ -1,0 +1,108 @@
+/*
+ * The appliance configuration file, /etc/mfa-appliance/appliance.conf.
+ *
+ * One libconfig file per appliance. The `cluster` section is identical on
+ * every member (name, members with id and address, ports, TLS, replication
+ * mode); `appliance` says which member this host is and where its files
+ * live; `log` sets logging. The daemons' own sections (node, replicator,
+ * balancer) join this schema as each daemon lands. Every key has a default
+ * except the ones that name the cluster and its members.
+ */
+#ifndef MFA_APPCONF_H
+#define MFA_APPCONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "mem.h"
+
+/* The newest file `version` this build knows (config.h: newer files warn). */
+#define APPCONF_VERSION 1
+
+#define APPCONF_DEFAULT_PATH "/etc/mfa-appliance/appliance.conf"
+#define APPCONF_MAX_MEMBERS  16
+
+enum repl_mode {
+    REPL_SYNC = 0, /* admin writes wait for every live standby (remote_apply) */
+    REPL_ASYNC,    /* admin writes return once on the primary */
+};
+
+enum tls_min {
+    TLS_MIN_1_2 = 0,
+    TLS_MIN_1_3,
+};
+
+/* Ports of one member; in a member entry, 0 means "the cluster's port". */
+struct member_ports {
+    int api;              /* HAProxy: API and portal (TLS) */
+    int stats;            /* HAProxy stats page */
+    int health;           /* mfa-balancer web health page */
+    int balancer_control; /* mfa-balancer control API */
+    int radius;           /* mfa-balancer RADIUS front (UDP) */
+    int node;             /* mfa-node HTTP(S) */
+    int node_radius;      /* mfa-node RADIUS behind the balancer (UDP) */
+    int replicator;       /* mfa-replicator control API */
+    int postgres;         /* PostgreSQL */
+};
+
+struct member_conf {
+    char *id;      /* node id: 1-16 of [a-z0-9] */
+    char *address; /* numeric IPv4 or IPv6 address */
+    struct member_ports ports;
+};
+
+struct appconf {
+    struct {
+        char *name;
+        int replication; /* enum repl_mode */
+        int fence_after; /* seconds without a majority before a primary fences */
+        struct member_ports ports;
+        char *tls_ca;
+        int tls_min_version;    /* enum tls_min */
+        char *tls_ciphers;      /* TLS 1.2 cipher list (OpenSSL syntax) */
+        char *tls_ciphersuites; /* TLS 1.3 suites */
+        struct member_conf *members;
+        size_t nmembers;
+    } cluster;
+    struct {
+        char *member; /* this host's member id */
+        char *key_file;
+        char *data_dir;
+        char *run_dir;
+        char *user; /* the unprivileged user daemons run as */
+        char *tls_cert;
+        char *tls_key;
+    } appliance;
+    struct {
+        int level;  /* enum log_level */
+        int target; /* enum log_target */
+    } log;
+};
+
+extern const struct cfg_schema appconf_schema;
+
+/*
+ * Loads and validates <path> into <conf>, which the caller zeroed: member ids
+ * well formed and unique, addresses numeric, `appliance.member` one of the
+ * members, each member's zero ports filled in from the cluster's, and no two
+ * members on one address sharing a port. Returns 0, or -1 with *err naming
+ * file, line and key. Free with appconf_free().
+ */
+int appconf_load(const char *path, struct appconf *conf, cfg_warn_fn warn, void *warn_arg,
+                 char **err) MFA_MUSTCHECK;
+
+/* Same from text; <name> stands for the file in messages. */
+int appconf_load_string(const char *text, const char *name, struct appconf *conf, cfg_warn_fn warn,
+                        void *warn_arg, char **err) MFA_MUSTCHECK;
+
+void appconf_free(struct appconf *conf);
+
+/* The member with <id>, or NULL; the caller does not own it. */
+const struct member_conf *appconf_member(const struct appconf *conf, const char *id);
+
+/* This host's member (never NULL after a successful load). */
+const struct member_conf *appconf_local(const struct appconf *conf);
+
+#endif
