@@ -98,6 +98,8 @@ static const struct cfg_key appconf_keys[] = {
     STR("appliance.user", appliance.user, "mfa", 0),
     STR("appliance.tls.cert", appliance.tls_cert, "/etc/mfa-appliance/pki/member.crt", 0),
     STR("appliance.tls.key", appliance.tls_key, "/etc/mfa-appliance/pki/member.key", 0),
+    { "appliance.drain_timeout", CFG_INT, offsetof(struct appconf, appliance.drain_timeout), "30",
+      1, 3600, NULL, NULL, CFG_RELOADABLE },
     ENUM("log.level", log.level, "info", level_names, CFG_RELOADABLE),
     ENUM("log.target", log.target, "stderr", target_names, CFG_RELOADABLE),
 };

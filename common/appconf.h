@@ -74,6 +74,7 @@ struct appconf {
         char *user; /* the unprivileged user daemons run as */
         char *tls_cert;
         char *tls_key;
+        int drain_timeout; /* seconds a SIGTERM waits for requests in flight */
     } appliance;
     struct {
         int level;  /* enum log_level */

@@ -56,6 +56,23 @@ def run_as_user():
     return TEST_USER
 
 
+def children(pid):
+    """Pids of the processes whose parent is <pid> (from /proc)."""
+    kids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...; comm may hold spaces and parentheses
+        if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+            kids.append(int(entry))
+    return kids
+
+
 def make_base_dir(prefix):
     """A fresh directory under /tmp owned by the PostgreSQL user."""
     base = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
@@ -138,6 +155,18 @@ class PgInstance:
                 return "".join(f.readlines()[-lines:])
         except OSError:
             return ""
+
+    def freeze(self):
+        """SIGSTOPs the postmaster, then every child: a host that stops answering
+        without a reset. (Each backend is its own session, so killpg misses them.)"""
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        for pid in children(self.proc.pid):
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self):
+        for pid in children(self.proc.pid):
+            os.kill(pid, signal.SIGCONT)
+        os.kill(self.proc.pid, signal.SIGCONT)
 
     def stop(self, timeout=20):
         """Fast shutdown by pid (SIGINT), then SIGKILL if it lingers."""
