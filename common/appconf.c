@@ -25,6 +25,13 @@ static const struct cfg_enum_name tls_names[] = {
     { NULL, 0 },
 };
 
+static const struct cfg_enum_name sms_names[] = {
+    { "file", SMS_PROVIDER_FILE },
+    { "http", SMS_PROVIDER_HTTP },
+    { "exec", SMS_PROVIDER_EXEC },
+    { NULL, 0 },
+};
+
 static const struct cfg_enum_name level_names[] = {
     { "debug", LOG_LVL_DEBUG },     { "info", LOG_LVL_INFO },   { "notice", LOG_LVL_NOTICE },
     { "warning", LOG_LVL_WARNING }, { "error", LOG_LVL_ERROR }, { NULL, 0 },
@@ -70,6 +77,10 @@ static const struct cfg_list member_list = {
     {                                                                                              \
         path, CFG_STRING, offsetof(struct appconf, field), def, 0, 0, NULL, NULL, flags            \
     }
+#define INT(path, field, def, min, max, flags)                                                     \
+    {                                                                                              \
+        path, CFG_INT, offsetof(struct appconf, field), def, min, max, NULL, NULL, flags           \
+    }
 #define ENUM(path, field, def, names, flags)                                                       \
     {                                                                                              \
         path, CFG_ENUM, offsetof(struct appconf, field), def, 0, 0, names, NULL, flags             \
@@ -85,8 +96,8 @@ static const struct cfg_key appconf_keys[] = {
               "8406", "1812", "8080", "18120", "8500", "5432"),
     STR("cluster.tls.ca", cluster.tls_ca, "/etc/mfa-appliance/pki/ca.crt", 0),
     ENUM("cluster.tls.min_version", cluster.tls_min_version, "1.2", tls_names, 0),
-    STR("cluster.tls.ciphers", cluster.tls_ciphers,
-        "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:!aNULL:!MD5:!DSS", 0),
+    STR("cluster.tls.ciphers", cluster.tls_ciphers, "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!MD5:!DSS",
+        0),
     STR("cluster.tls.ciphersuites", cluster.tls_ciphersuites,
         "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256", 0),
     { "cluster.members", CFG_LIST, offsetof(struct appconf, cluster.members), NULL, 0, 0, NULL,
@@ -102,6 +113,57 @@ static const struct cfg_key appconf_keys[] = {
       1, 3600, NULL, NULL, CFG_RELOADABLE },
     ENUM("log.level", log.level, "info", level_names, CFG_RELOADABLE),
     ENUM("log.target", log.target, "stderr", target_names, CFG_RELOADABLE),
+
+    /* mfa-node */
+    STR("node.db.name", node.db.name, "mfa", 0),
+    STR("node.db.user", node.db.user, "mfa", 0),
+    STR("node.db.password", node.db.password, "", CFG_SECRET),
+    STR("node.db.sslmode", node.db.sslmode, "prefer", 0),
+    STR("node.db.sslrootcert", node.db.sslrootcert, "", 0),
+    INT("node.db.connect_timeout_ms", node.db.connect_timeout_ms, "3000", 100, 60000, 0),
+    INT("node.db.query_timeout_ms", node.db.query_timeout_ms, "2000", 100, 60000, 0),
+    INT("node.http.max_body", node.http.max_body, "1048576", 1024, 16777216, 0),
+    INT("node.http.max_headers", node.http.max_headers, "16384", 1024, 1048576, 0),
+    INT("node.http.timeout_ms", node.http.timeout_ms, "10000", 100, 600000, 0),
+    INT("node.challenge.ttl", node.challenge.ttl, "300", 2, 3600, CFG_RELOADABLE),
+    INT("node.challenge.max_attempts", node.challenge.max_attempts, "3", 1, 10, CFG_RELOADABLE),
+    INT("node.challenge.code_digits", node.challenge.code_digits, "6", 6, 8, CFG_RELOADABLE),
+    INT("node.otp.totp_window", node.otp.totp_window, "1", 0, 10, CFG_RELOADABLE),
+    INT("node.otp.hotp_lookahead", node.otp.hotp_lookahead, "10", 0, 100, CFG_RELOADABLE),
+    INT("node.lockout.max_failures", node.lockout.max_failures, "5", 1, 1000, CFG_RELOADABLE),
+    INT("node.lockout.max_failures_total", node.lockout.max_failures_total, "20", 1, 10000,
+        CFG_RELOADABLE),
+    INT("node.lockout.duration", node.lockout.duration, "300", 1, 86400, CFG_RELOADABLE),
+    INT("node.lockout.offline_max_failures", node.lockout.offline_max_failures, "3", 1, 1000,
+        CFG_RELOADABLE),
+    INT("node.lockout.offline_max_failures_total", node.lockout.offline_max_failures_total, "10", 1,
+        10000, CFG_RELOADABLE),
+    INT("node.lockout.per_address_per_minute", node.lockout.per_address_per_minute, "30", 1, 100000,
+        CFG_RELOADABLE),
+    ENUM("node.sms.provider", node.sms.provider, "file", sms_names, 0),
+    STR("node.sms.template", node.sms.template,
+        "{code} is your sign-in code. It expires in "
+        "{minutes} minutes.",
+        0),
+    STR("node.sms.file", node.sms.file, "/var/lib/mfa-appliance/sms-outbox.jsonl", 0),
+    STR("node.sms.http.url", node.sms.http_url, "", 0),
+    STR("node.sms.http.body", node.sms.http_body, "{\"to\":\"{phone}\",\"text\":\"{text}\"}", 0),
+    STR("node.sms.http.auth_header", node.sms.http_auth_header, "", CFG_SECRET),
+    STR("node.sms.http.ca", node.sms.http_ca, "", 0),
+    STR("node.sms.exec.command", node.sms.exec_command, "", 0),
+    INT("node.sms.timeout_ms", node.sms.timeout_ms, "10000", 100, 120000, 0),
+    INT("node.sms.retries", node.sms.retries, "2", 0, 10, 0),
+    INT("node.sms.per_user_per_hour", node.sms.per_user_per_hour, "5", 1, 1000, CFG_RELOADABLE),
+    INT("node.sms.per_phone_per_hour", node.sms.per_phone_per_hour, "5", 1, 1000, CFG_RELOADABLE),
+    INT("node.sms.cluster_per_hour", node.sms.cluster_per_hour, "1000", 1, 10000000,
+        CFG_RELOADABLE),
+    INT("node.sms.offline_per_user_per_hour", node.sms.offline_per_user_per_hour, "3", 1, 1000,
+        CFG_RELOADABLE),
+    INT("node.sms.offline_node_per_hour", node.sms.offline_node_per_hour, "100", 1, 10000000,
+        CFG_RELOADABLE),
+    STR("node.auth_log.spool_dir", node.auth_log.spool_dir, "/var/lib/mfa-appliance/spool", 0),
+    INT("node.auth_log.batch_max", node.auth_log.batch_max, "500", 1, 10000, 0),
+    INT("node.auth_log.fsync_interval_ms", node.auth_log.fsync_interval_ms, "50", 1, 10000, 0),
 };
 
 const struct cfg_schema appconf_schema = { appconf_keys, MFA_ARRAY_LEN(appconf_keys),

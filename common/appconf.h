@@ -29,6 +29,12 @@ enum repl_mode {
     REPL_ASYNC,    /* admin writes return once on the primary */
 };
 
+enum sms_provider_kind {
+    SMS_PROVIDER_FILE = 0, /* JSON lines outbox */
+    SMS_PROVIDER_HTTP,     /* templated HTTPS POST to a gateway */
+    SMS_PROVIDER_EXEC,     /* a command gets the phone number and the text */
+};
+
 enum tls_min {
     TLS_MIN_1_2 = 0,
     TLS_MIN_1_3,
@@ -80,6 +86,41 @@ struct appconf {
         int level;  /* enum log_level */
         int target; /* enum log_target */
     } log;
+    /* mfa-node */
+    struct {
+        struct {
+            char *name, *user, *password, *sslmode, *sslrootcert;
+            int connect_timeout_ms, query_timeout_ms;
+        } db;
+        struct {
+            int max_body, max_headers, timeout_ms;
+        } http;
+        struct {
+            int ttl, max_attempts, code_digits;
+        } challenge;
+        struct {
+            int totp_window, hotp_lookahead;
+        } otp;
+        struct {
+            int max_failures, max_failures_total, duration;
+            int offline_max_failures, offline_max_failures_total;
+            int per_address_per_minute;
+        } lockout;
+        struct {
+            int provider; /* enum sms_provider_kind */
+            char *template;
+            char *file;
+            char *http_url, *http_body, *http_auth_header, *http_ca;
+            char *exec_command;
+            int timeout_ms, retries;
+            int per_user_per_hour, per_phone_per_hour, cluster_per_hour;
+            int offline_per_user_per_hour, offline_node_per_hour;
+        } sms;
+        struct {
+            char *spool_dir;
+            int batch_max, fsync_interval_ms;
+        } auth_log;
+    } node;
 };
 
 extern const struct cfg_schema appconf_schema;

@@ -617,3 +617,41 @@ int cfg_restart_needed(const struct cfg_schema *schema, const void *old_target,
         err_set(err, "%s changed; it takes effect only after a restart", first);
     return n;
 }
+
+/* Exchanges <size> bytes at <a> and <b>. */
+static void swap_bytes(void *a, void *b, size_t size)
+{
+    unsigned char tmp[sizeof(void *) > sizeof(int) ? sizeof(void *) : sizeof(int)];
+
+    memcpy(tmp, a, size);
+    memcpy(a, b, size);
+    memcpy(b, tmp, size);
+}
+
+void cfg_keep_restart_keys(const struct cfg_schema *schema, void *old_target, void *new_target)
+{
+    for (size_t i = 0; i < schema->nkeys; i++) {
+        const struct cfg_key *k = &schema->keys[i];
+        char *o = (char *)old_target + k->offset, *n = (char *)new_target + k->offset;
+
+        if (k->flags & CFG_RELOADABLE)
+            continue;
+        switch (k->type) {
+        case CFG_BOOL:
+            swap_bytes(o, n, sizeof(bool));
+            break;
+        case CFG_INT:
+        case CFG_ENUM:
+            swap_bytes(o, n, sizeof(int));
+            break;
+        case CFG_STRING:
+            swap_bytes(o, n, sizeof(char *));
+            break;
+        case CFG_LIST:
+            swap_bytes(o, n, sizeof(void *));
+            swap_bytes((char *)old_target + k->list->count_offset,
+                       (char *)new_target + k->list->count_offset, sizeof(size_t));
+            break;
+        }
+    }
+}

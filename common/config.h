@@ -109,6 +109,14 @@ void cfg_dump(const struct cfg_schema *schema, const void *target, FILE *out);
 int cfg_restart_needed(const struct cfg_schema *schema, const void *old_target,
                        const void *new_target, char **err);
 
+/*
+ * Copies every key without CFG_RELOADABLE from <old_target> into <new_target>
+ * (exchanging strings and lists, so each struct still owns what it frees):
+ * after a reload, the configuration in use says what is really in effect
+ * until a restart.
+ */
+void cfg_keep_restart_keys(const struct cfg_schema *schema, void *old_target, void *new_target);
+
 /* The name of <value> in an enum table, or "?". */
 const char *cfg_enum_name(const struct cfg_enum_name *names, int value);
 

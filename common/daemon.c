@@ -2,8 +2,10 @@
  * The daemon skeleton; see daemon.h.
  *
  * States: running -> draining (first SIGTERM: listeners closed, waiting for
- * in-flight work on the maintenance tick) -> stopped (the loop exits). A
- * second SIGTERM, or the drain deadline, breaks the loop at once. Signals
+ * in-flight work on the maintenance tick) -> stopped (the loop exits). The
+ * drain deadline breaks the loop at once (exit status 1); a second SIGTERM
+ * exits the process on the spot. This is the one file of common/ that logs:
+ * it is the daemon's outermost layer, with no caller to hand errors to. Signals
  * arrive through libevent, so their handlers run on the loop like any other
  * callback and may do real work.
  */
@@ -20,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "errmsg.h"
 #include "log.h"
 
@@ -45,15 +48,8 @@ struct daemon {
     enum daemon_state state;
     uint64_t ticks;
     uint64_t drain_deadline_ms;
+    bool dropped; /* the drain timed out with work in flight */
 };
-
-uint64_t daemon_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 struct event_base *daemon_base(const struct daemon *d)
 {
@@ -140,6 +136,8 @@ static void on_reload(evutil_socket_t fd, short what, void *arg)
         appconf_free(&next);
         return;
     }
+    /* What needs a restart stays as it is in effect; the file's value waits. */
+    cfg_keep_restart_keys(&appconf_schema, &d->conf, &next);
     appconf_free(&d->conf);
     d->conf = next;
     apply_log_settings(d);
@@ -153,13 +151,16 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     if (d->state != DAEMON_RUNNING) {
+        /*
+         * "You insist": exit now, without waiting for workers or freeing.
+         * Nothing acknowledged is lost: the auth log is in the spool and the
+         * database has what it confirmed.
+         */
         log_notice("shutdown.now in_flight=%zu", d->ops->in_flight(d));
-        d->state = DAEMON_STOPPED;
-        event_base_loopbreak(d->base);
-        return;
+        _exit(1);
     }
     d->state = DAEMON_DRAINING;
-    d->drain_deadline_ms = daemon_now_ms() + (uint64_t)d->conf.appliance.drain_timeout * 1000;
+    d->drain_deadline_ms = clock_mono_ms() + (uint64_t)d->conf.appliance.drain_timeout * 1000;
     d->ops->stop_listening(d);
     log_notice("shutdown.drain in_flight=%zu timeout_s=%d", d->ops->in_flight(d),
                d->conf.appliance.drain_timeout);
@@ -180,9 +181,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         log_notice("shutdown.drained");
         d->state = DAEMON_STOPPED;
         event_base_loopexit(d->base, NULL);
-    } else if (daemon_now_ms() >= d->drain_deadline_ms) {
+    } else if (clock_mono_ms() >= d->drain_deadline_ms) {
         log_warn("shutdown.timeout dropped=%zu", d->ops->in_flight(d));
         d->state = DAEMON_STOPPED;
+        d->dropped = true;
         event_base_loopbreak(d->base);
     }
 }
@@ -310,5 +312,5 @@ int daemon_main(int argc, char **argv, const struct daemon_ops *ops, void *arg)
     log_notice("stop state=%s", state_names[d.state]);
     ops->stop(&d);
     teardown(&d);
-    return 0;
+    return d.dropped ? 1 : 0;
 }

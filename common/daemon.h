@@ -10,7 +10,8 @@
  *   applies the rest. Components must not keep pointers into the old
  *   configuration across a reload.
  * - SIGTERM or SIGINT: stop listening, let the requests in flight finish
- *   (up to appliance.drain_timeout), exit 0. A second one exits at once.
+ *   (up to appliance.drain_timeout; exit 0, or 1 when the deadline cut work
+ *   off). A second one exits at once, with status 1.
  * - Started as root, the daemon runs the prepare hook and then becomes
  *   appliance.user before start: it never serves as root.
  */
@@ -23,6 +24,7 @@
 #include <stdint.h>
 
 #include "appconf.h"
+#include "clock.h"
 #include "mem.h"
 
 /* The maintenance timer's period; daemon_every() counts in these. */
@@ -45,7 +47,11 @@ struct daemon_ops {
     size_t (*in_flight)(struct daemon *d);
     /* Optional. Called every DAEMON_TICK_MS on the loop. */
     void (*tick)(struct daemon *d);
-    /* Frees what start made; the loop has ended, or start failed half-way. */
+    /*
+     * Frees what start made; the loop has ended, or start failed half-way.
+     * Free what may still answer requests (queries, jobs, deliveries with
+     * callbacks) before the HTTP server, so no reply goes to a freed one.
+     */
     void (*stop)(struct daemon *d);
 };
 
@@ -53,7 +59,8 @@ struct daemon_ops {
  * Runs the program: parses <argv>, loads the configuration, and runs the loop
  * until shutdown. <arg> is the program's state, reachable through
  * daemon_arg(). Returns the process exit code: 0 after a clean shutdown or a
- * good --check-config, 1 on a configuration or start error, 2 on bad usage.
+ * good --check-config, 1 on a configuration or start error or a drain that
+ * timed out, 2 on bad usage.
  */
 int daemon_main(int argc, char **argv, const struct daemon_ops *ops, void *arg);
 
@@ -67,9 +74,6 @@ bool daemon_draining(const struct daemon *d);
  * sub-periods of the one timer: `if (daemon_every(d, 1000)) ...`.
  */
 bool daemon_every(const struct daemon *d, unsigned ms);
-
-/* Monotonic milliseconds, for deadlines and durations. */
-uint64_t daemon_now_ms(void);
 
 /*
  * Becomes <user> (its uid, gid and groups) when running as root; does

@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "errmsg.h"
 
 #define METHOD_MAX 32
@@ -60,7 +61,7 @@ struct hc_req {
     char *buf; /* response body, NUL-terminated */
     size_t len, cap, max_body;
     bool too_big, oom;
-    struct timespec start;
+    uint64_t start_us; /* monotonic */
     httpclient_cb cb;
     void *arg;
     char errbuf[CURL_ERROR_SIZE];
@@ -103,14 +104,6 @@ int httpclient_global_init(char **err)
 }
 
 /* ---- small helpers ---- */
-
-static double since(const struct timespec *t0)
-{
-    struct timespec now;
-
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - t0->tv_sec) + (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
-}
 
 static int dup_opt(char **dst, const char *src)
 {
@@ -286,7 +279,7 @@ static void req_finish(struct hc_req *r, long status, const char *error)
     resp.body = !error && r->buf ? r->buf : "";
     resp.body_len = error ? 0 : r->len;
     resp.error = error;
-    resp.elapsed_s = since(&r->start);
+    resp.elapsed_s = (double)(clock_mono_us() - r->start_us) / 1e6;
     c->depth++;
     r->cb(r->arg, &resp);
     c->depth--;
@@ -527,7 +520,7 @@ int httpclient_request(struct httpclient *c, const char *method, const char *url
     r->cb = cb;
     r->arg = arg;
     r->max_body = c->max_body;
-    clock_gettime(CLOCK_MONOTONIC, &r->start);
+    r->start_us = clock_mono_us();
     r->defer = evtimer_new(c->base, defer_cb, r);
     if (!r->defer)
         goto oom;

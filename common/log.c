@@ -290,8 +290,11 @@ const char *log_mask_phone(const char *phone, char *buf, size_t size)
         return buf;
     }
     len = strlen(phone);
-    if (len >= size)
-        len = size - 1;
+    if (len >= size) {
+        /* Never cut first and mask after: that could show middle digits. */
+        snprintf(buf, size, "%s", "***");
+        return buf;
+    }
     for (i = 0; i < len; i++) {
         bool keep = i + 2 >= len || (len > 6 && i < 3);
 

@@ -80,7 +80,8 @@ int log_level_parse(const char *name, enum log_level *out) MFA_MUSTCHECK;
  * Writes a masked copy of <phone> into <buf>: the first three and the last
  * two characters stay, every other one becomes '*' ("+4917012345678" gives
  * "+49*********78"); numbers of six characters or fewer keep only the last
- * two. Returns <buf>. NULL gives "-".
+ * two; a number that does not fit <buf> gives "***". Returns <buf>. NULL
+ * gives "-".
  */
 const char *log_mask_phone(const char *phone, char *buf, size_t size);
 

@@ -39,6 +39,7 @@
 #include <sys/queue.h>
 #include <time.h>
 
+#include "clock.h"
 #include "errmsg.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000
@@ -195,19 +196,10 @@ static void result_error(char *buf, size_t size, const PGresult *r)
     }
 }
 
-/* Microseconds on the monotonic clock. */
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* (Re)arms timer <ev> to fire at <due> on the monotonic clock. */
 static void arm_at(struct event *ev, int64_t due)
 {
-    int64_t left = due - mono_us();
+    int64_t left = due - (int64_t)clock_mono_us();
     struct timeval tv = { 0, 0 };
 
     if (left > 0) {
@@ -225,7 +217,7 @@ static void arm_at(struct event *ev, int64_t due)
  */
 static bool early(struct event *ev, int64_t due)
 {
-    if (mono_us() >= due)
+    if ((int64_t)clock_mono_us() >= due)
         return false;
     arm_at(ev, due);
     return true;
@@ -332,7 +324,7 @@ static void run_callbacks(struct pgconn *c)
 
 static void arm_timer(struct pgconn *c, int ms)
 {
-    c->due = mono_us() + (int64_t)ms * 1000;
+    c->due = (int64_t)clock_mono_us() + (int64_t)ms * 1000;
     arm_at(c->timer, c->due);
 }
 
@@ -418,8 +410,16 @@ static void lose(struct pgconn *c, const char *fmt, ...)
 
 static void start_connect(struct pgconn *c)
 {
+    /*
+     * The conninfo is expanded in place of dbname; gssencmode after it wins
+     * whatever the string says: GSS negotiation reads the Kerberos
+     * credential cache inside PQconnectPoll(), which may block the loop.
+     */
+    static const char *const keys[] = { "dbname", "gssencmode", NULL };
+    const char *values[] = { c->conninfo, "disable", NULL };
+
     c->state = PGCONN_CONNECTING;
-    c->pg = PQconnectStart(c->conninfo);
+    c->pg = PQconnectStartParams(keys, values, 1);
     if (!c->pg) {
         connect_failed(c, "out of memory");
         return;
@@ -974,7 +974,7 @@ static int enqueue(struct pgconn *c, const char *sql, struct stmt *stmt, int npa
             p += n;
         }
     }
-    q->due = mono_us() + (int64_t)q->timeout_ms * 1000;
+    q->due = (int64_t)clock_mono_us() + (int64_t)q->timeout_ms * 1000;
     arm_at(q->timer, q->due);
     TAILQ_INSERT_TAIL(&c->queue, q, link);
     c->stats.queries++;

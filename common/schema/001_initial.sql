@@ -21,8 +21,6 @@ CREATE TABLE users (
     method        text NOT NULL CHECK (method IN ('sms', 'totp', 'hotp', 'push')),
     pin_hash      text,          -- pin1$<pepper id>$<salt>$<mac>; NULL: no PIN
     disabled      boolean NOT NULL DEFAULT false,
-    failed_count  integer NOT NULL DEFAULT 0 CHECK (failed_count >= 0),
-    locked_until  timestamptz,
     created_at    timestamptz NOT NULL DEFAULT now(),
     updated_at    timestamptz NOT NULL DEFAULT now()
 );

@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from nodes import NodeCluster
 from pgcluster import PgCluster
 
 
@@ -40,3 +41,24 @@ def pg_with_standby():
     cluster = PgCluster(standbys=1)
     yield cluster
     cluster.close()
+
+
+@pytest.fixture
+def node_cluster_factory(tool, build_dir):
+    """Makes NodeClusters (extra `node` settings as libconfig text); closes them after."""
+    made = []
+
+    def make(node_conf="", start=True):
+        cluster = NodeCluster(os.path.join(build_dir, "node", "mfa-node"),
+                              tool("mfa-schema-apply"), node_conf=node_conf)
+        made.append(cluster)
+        return cluster.start() if start else cluster
+    yield make
+    for cluster in made:
+        cluster.close()
+
+
+@pytest.fixture
+def node_cluster(node_cluster_factory):
+    """mfa-node n1 on a primary and n2 on its streaming standby, both running."""
+    return node_cluster_factory()

@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import pwd
+import shutil
 import signal
 import socket
 import ssl
@@ -41,13 +42,13 @@ class Background(threading.Thread):
             self.result = e
 
 
-def conf_text(port, base, level="info", drain_timeout=30):
+def conf_text(port, base, level="info", drain_timeout=30, tls_min="1.2"):
     return f"""
 version = 1;
 cluster = {{
   name = "test";
   members = ( {{ id = "n1"; address = "127.0.0.1"; ports = {{ node = {port}; }}; }} );
-  tls = {{ ca = "{base}/ca.crt"; }};
+  tls = {{ ca = "{base}/ca.crt"; min_version = "{tls_min}"; }};
 }};
 appliance = {{
   member = "n1";
@@ -63,7 +64,7 @@ class TestDaemon:
     __test__ = False
     """One mfa-testd process with its own config, PKI and log in a temp dir."""
 
-    def __init__(self, binary, env=None):
+    def __init__(self, binary, env=None, tls_min="1.2"):
         self.base = make_base_dir("mfa-testd-")
         self.port = free_port()
         self.conf = os.path.join(self.base, "appliance.conf")
@@ -76,7 +77,7 @@ class TestDaemon:
             pw = pwd.getpwnam(user)
             for f in os.listdir(self.base):
                 os.chown(os.path.join(self.base, f), pw.pw_uid, pw.pw_gid)
-        self.write_conf(conf_text(self.port, self.base))
+        self.write_conf(conf_text(self.port, self.base, tls_min=tls_min))
         with open(self.logfile, "wb") as log:
             self.proc = subprocess.Popen([binary, "-c", self.conf], stdout=log, stderr=log,
                                          env={**os.environ, **(env or {})})
@@ -119,24 +120,28 @@ class TestDaemon:
         return self.request("GET", "/health")[0] == 200
 
     def in_flight(self):
+        return self.metric("mfa_http_in_flight")
+
+    def metric(self, name):
         _, _, data = self.request("GET", "/metrics")
         for line in data.decode().splitlines():
-            if line.startswith("mfa_http_in_flight "):
+            if line.startswith(name + " "):
                 return float(line.split()[1])
-        raise AssertionError("no mfa_http_in_flight in /metrics")
+        raise AssertionError(f"no {name} in /metrics")
 
     def close(self):
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        shutil.rmtree(self.base, ignore_errors=True)
 
 
 @pytest.fixture
 def testd_factory(tool):
     started = []
 
-    def start(env=None):
-        t = TestDaemon(tool("mfa-testd"), env)
+    def start(env=None, **kw):
+        t = TestDaemon(tool("mfa-testd"), env, **kw)
         started.append(t)
         return t
     yield start
@@ -168,17 +173,23 @@ def test_tls_without_client_certificates(testd_factory):
     t = testd_factory({"TESTD_TLS": "1"})
     status, _, data = t.request("GET", "/whoami", ctx=t.context(client_cert=False))
     assert status == 401 and json_of(data)["error"] == "no_client_certificate"
-    # TLS 1.1 and older are never accepted.
+    assert t.healthy()
+
+
+def test_tls_minimum_version_is_enforced(testd_factory):
+    """cluster.tls.min_version = "1.3": a client that stops at TLS 1.2 is refused
+    (OpenSSL's own defaults would let 1.2 through, so only the setting refuses it)."""
+    t = testd_factory({"TESTD_TLS": "1"}, tls_min="1.3")
     ctx = t.context(client_cert=False)
-    try:
-        ctx.minimum_version = ssl.TLSVersion.TLSv1
-        ctx.maximum_version = ssl.TLSVersion.TLSv1_1
-        ctx.set_ciphers("DEFAULT@SECLEVEL=0")
-    except (ValueError, ssl.SSLError) as e:
-        pytest.skip(f"this Python cannot offer TLS 1.1: {e}")
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     with pytest.raises((ssl.SSLError, ConnectionResetError)):
         t.request("GET", "/health", ctx=ctx)
-    assert t.healthy()
+    conn = http.client.HTTPSConnection("127.0.0.1", t.port, timeout=5,
+                                       context=t.context(client_cert=False))
+    conn.request("GET", "/health")
+    assert conn.getresponse().status == 200
+    assert conn.sock.version() == "TLSv1.3"
+    conn.close()
 
 
 def test_body_over_the_limit_is_refused_and_the_server_goes_on(testd_factory):
@@ -238,6 +249,15 @@ def test_sighup_with_a_broken_config_keeps_the_old_one(testd_factory):
     assert "config.restart_needed" in t.log() and "cluster.members changed" in t.log()
 
 
+def test_a_reload_the_program_refuses_keeps_the_old_config(testd_factory):
+    t = testd_factory({"TESTD_REFUSE_RELOAD": "1"})
+    t.write_conf(conf_text(t.port, t.base, level="debug"))
+    t.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "config.reload_refused" in t.log(), 10, "the reload refused")
+    assert "refuses new configurations" in t.log()
+    assert json_of(t.request("GET", "/config")[2])["log_level"] == "info"
+
+
 def test_sigterm_drains_the_request_in_flight(testd_factory):
     t = testd_factory()
     job = Background(t.request, "GET", "/slow?ms=1500", None, None, None, 30)
@@ -255,15 +275,17 @@ def test_sigterm_drains_the_request_in_flight(testd_factory):
     assert "shutdown.drained" in t.log()
 
 
-def test_a_second_sigterm_exits_at_once(testd_factory):
+@pytest.mark.parametrize("path", ["/slow?ms=20000", "/work?ms=20000"])
+def test_a_second_sigterm_exits_at_once(testd_factory, path):
     t = testd_factory()
-    job = Background(t.request, "GET", "/slow?ms=20000", None, None, None, 30)
+    job = Background(t.request, "GET", path, None, None, None, 30)
     wait_for(lambda: t.in_flight() == 1, 10, "the slow request in flight")
     t.proc.send_signal(signal.SIGTERM)
     wait_for(lambda: "shutdown.drain" in t.log(), 5, "the drain started")
     start = time.monotonic()
     t.proc.send_signal(signal.SIGTERM)
-    t.proc.wait(5)
+    # Status 1: forced, and no sanitizer report (that would be another status).
+    assert t.proc.wait(5) == 1, t.log()
     assert time.monotonic() - start < 3
     assert "shutdown.now in_flight=1" in t.log()
     job.join(10)
@@ -272,6 +294,20 @@ def test_a_second_sigterm_exits_at_once(testd_factory):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="dropping root needs root")
+def test_a_drain_that_times_out_exits_1(testd_factory):
+    t = testd_factory()
+    t.write_conf(conf_text(t.port, t.base, drain_timeout=1))
+    t.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: json_of(t.request("GET", "/config")[2])["drain_timeout"] == 1, 10,
+             "drain_timeout 1 in use")
+    job = Background(t.request, "GET", "/slow?ms=20000", None, None, None, 30)
+    wait_for(lambda: t.in_flight() == 1, 10, "the slow request in flight")
+    t.proc.send_signal(signal.SIGTERM)
+    assert t.proc.wait(10) == 1, t.log()
+    assert "shutdown.timeout dropped=1" in t.log()
+    job.join(10)
+
+
 def test_started_as_root_it_serves_as_the_unprivileged_user(testd_factory):
     t = testd_factory()
     with open(f"/proc/{t.proc.pid}/status") as f:
@@ -342,3 +378,5 @@ def test_a_query_to_a_frozen_database_times_out_while_the_loop_serves(testd_fact
         db.thaw()
     # The connection was dropped at the deadline and comes back by itself.
     wait_for(lambda: t.request("GET", "/pg")[0] == 200, 20, "queries again after thawing")
+    assert t.metric("mfa_pg_timeouts_total") == 1
+    assert t.metric("mfa_pg_reconnects_total") >= 1

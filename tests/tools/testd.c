@@ -11,6 +11,7 @@
  *   TESTD_MAX_BODY=N       body limit in bytes (default 65536)
  *   TESTD_TIMEOUT_MS=N     connection read/write timeout (default 10000)
  *   TESTD_PG_CONNINFO=...  a PostgreSQL to query from GET /pg
+ *   TESTD_REFUSE_RELOAD=1  the reload hook refuses every new configuration
  *
  * Routes: GET /health, POST /echo (JSON), GET /slow?ms=N (answers after N
  * ms), GET /config (settings in use), GET /whoami (client certificate name),
@@ -25,6 +26,7 @@
 #include <time.h>
 
 #include "daemon.h"
+#include "errmsg.h"
 #include "httpserver.h"
 #include "log.h"
 #include "metrics.h"
@@ -32,8 +34,11 @@
 #include "tls.h"
 #include "worker.h"
 
+struct slow;
+
 struct testd {
     struct daemon *d;
+    struct slow *slows; /* requests /slow holds back, to answer at stop */
     struct http_server *http;
     struct worker_pool *workers;
     struct pgconn *pg; /* NULL without TESTD_PG_CONNINFO */
@@ -47,9 +52,27 @@ struct job {
 
 /* A request held back by /slow until its timer fires. */
 struct slow {
+    struct testd *t;
     struct evhttp_request *req;
     struct event *timer;
+    struct slow *next;
 };
+
+/* Answers <s> with <status> and forgets it. */
+static void slow_finish(struct slow *s, int status)
+{
+    struct slow **pp = &s->t->slows;
+
+    while (*pp != s)
+        pp = &(*pp)->next;
+    *pp = s->next;
+    if (status == 200)
+        http_reply_json(s->req, 200, json_pack("{s:b}", "slow", 1));
+    else
+        http_reply_error(s->req, status, "shutting_down", "the daemon is stopping");
+    event_free(s->timer);
+    free(s);
+}
 
 static void health(struct evhttp_request *req, void *arg)
 {
@@ -72,9 +95,7 @@ static void slow_done(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    http_reply_json(s->req, 200, json_pack("{s:b}", "slow", 1));
-    event_free(s->timer);
-    free(s);
+    slow_finish(s, 200);
 }
 
 static void slow(struct evhttp_request *req, void *arg)
@@ -90,8 +111,11 @@ static void slow(struct evhttp_request *req, void *arg)
         http_reply_error(req, 400, "bad_request", "ms must be 0 to 60000");
         return;
     }
+    s->t = t;
     s->req = req;
     s->timer = evtimer_new(daemon_base(t->d), slow_done, s);
+    s->next = t->slows;
+    t->slows = s;
     evtimer_add(s->timer, &tv);
 }
 
@@ -131,6 +155,15 @@ static void metrics(struct evhttp_request *req, void *arg)
         char cls[4] = { (char)('0' + i), 'x', 'x', '\0' };
 
         metrics_sample(out, "mfa_http_responses_total", (double)counts[i], "code", cls, NULL);
+    }
+    if (t->pg) {
+        struct pgconn_stats ps;
+
+        pgconn_get_stats(t->pg, &ps);
+        metrics_single(out, "mfa_pg_reconnects_total", METRIC_COUNTER,
+                       "Connections made again after a loss.", (double)ps.reconnects);
+        metrics_single(out, "mfa_pg_timeouts_total", METRIC_COUNTER, "Queries past their deadline.",
+                       (double)ps.timeouts);
     }
     metrics_reply(req, out);
     evbuffer_free(out);
@@ -292,21 +325,34 @@ static size_t in_flight(struct daemon *d)
     return http_server_in_flight(t->http);
 }
 
+/* What may still answer requests goes first, the server last (daemon.h). */
 static void stop(struct daemon *d)
 {
     struct testd *t = daemon_arg(d);
 
-    http_server_free(t->http);
-    t->http = NULL;
+    while (t->slows)
+        slow_finish(t->slows, 503);
     pgconn_free(t->pg);
     t->pg = NULL;
     worker_pool_free(t->workers);
     t->workers = NULL;
+    http_server_free(t->http);
+    t->http = NULL;
+}
+
+static int reload(struct daemon *d, const struct appconf *next, char **err)
+{
+    (void)d;
+    (void)next;
+    if (strcmp(env("TESTD_REFUSE_RELOAD", "0"), "1") == 0)
+        return err_set(err, "this daemon refuses new configurations (TESTD_REFUSE_RELOAD)");
+    return 0;
 }
 
 static const struct daemon_ops testd_ops = {
     .name = "mfa-testd",
     .start = start,
+    .reload = reload,
     .stop_listening = stop_listening,
     .in_flight = in_flight,
     .stop = stop,

@@ -108,8 +108,8 @@ static void test_errors(void **state)
                  "cluster.ports.node: 70000 is out of range");
     expect_error(
         "cluster = { name = \"c\"; members = ( { id = \"n1\"; address = \"10.0.0.1\"; } ); };"
-        "appliance = { member = \"n1\"; }; node = { listen = 1; };",
-        "node: unknown key");
+        "appliance = { member = \"n1\"; }; nodes = { listen = 1; };",
+        "nodes: unknown key");
 }
 
 static void test_file_on_disk(void **state)

@@ -224,6 +224,33 @@ static void test_restart_needed(void **state)
     cfg_free(&demo_schema, &b);
 }
 
+static void test_keep_restart_keys(void **state)
+{
+    struct demo a, b;
+    char *err = NULL;
+
+    (void)state;
+    assert_int_equal(load("a = { port = 1; b = { name = \"old\"; }; }; mode = \"fast\";", &a, &err),
+                     0);
+    assert_int_equal(load("a = { port = 2; flag = false; b = { name = \"new\"; }; };"
+                          "items = ( { name = \"q\"; } );",
+                          &b, &err),
+                     0);
+    cfg_keep_restart_keys(&demo_schema, &a, &b);
+    /* Restart keys keep the old values; reloadable ones take the new. */
+    assert_int_equal(b.port, 1);
+    assert_string_equal(b.name, "old");
+    assert_int_equal(b.nitems, 0);
+    assert_false(b.flag);
+    assert_int_equal(b.mode, 1);
+    /* The old struct got the file's values in exchange (it is freed next). */
+    assert_int_equal(a.port, 2);
+    assert_string_equal(a.name, "new");
+    /* Each still owns what it frees (ASan would see a double free). */
+    cfg_free(&demo_schema, &a);
+    cfg_free(&demo_schema, &b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -234,6 +261,7 @@ int main(void)
         cmocka_unit_test(test_load_missing_file),
         cmocka_unit_test(test_dump_hides_secrets),
         cmocka_unit_test(test_restart_needed),
+        cmocka_unit_test(test_keep_restart_keys),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -64,6 +64,8 @@ static void test_mask_phone(void **state)
     assert_string_equal(log_mask_phone("12", buf, sizeof(buf)), "12");
     assert_string_equal(log_mask_phone("", buf, sizeof(buf)), "");
     assert_string_equal(log_mask_phone(NULL, buf, sizeof(buf)), "-");
+    /* A buffer too small for the number shows no digit at all. */
+    assert_string_equal(log_mask_phone("+4917012345678", buf, 8), "***");
 }
 
 static void test_levels(void **state)

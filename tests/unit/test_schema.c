@@ -23,6 +23,7 @@ static void test_migrations_are_numbered(void **state)
         assert_non_null(schema_migrations[i].name);
     }
     assert_string_equal(schema_migrations[0].name, "001_initial");
+    assert_string_equal(schema_migrations[1].name, "002_node");
     assert_non_null(strstr(schema_migrations[0].sql, "CREATE TABLE schema_version"));
     assert_non_null(strstr(schema_migrations[0].sql, "UNIQUE (node_id, boot_epoch, seq)"));
 }

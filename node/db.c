@@ -1,0 +1,332 @@
+/*
+ * mfa-node's database connections; see db.h.
+ *
+ * The probe asks the local database, once a second, whether it is in
+ * recovery and which upstream its WAL receiver streams from. That answer
+ * decides the write connection: to the local database on a primary, to the
+ * upstream on a standby, none when a standby streams from nobody (the primary
+ * is gone). A write connection to a new address replaces the old one; its
+ * pending writes fail through their callbacks, and the caller answers
+ * read_only.
+ */
+#include "db.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "errmsg.h"
+#include "log.h"
+
+#define PROBE_TIMEOUT_MS 900
+/* The local database counts as down after this long without an answer. */
+#define LOCAL_STALE_MS 3000
+
+struct nodedb {
+    struct event_base *base;
+    const struct appconf *conf; /* the daemon's, read afresh at each use */
+    char extra[512];            /* conninfo tail: credentials, TLS, application name */
+    struct pgconn *local;
+    struct pgconn *primary;
+    char primary_addr[64];
+    int primary_port;
+    bool probing;
+    bool closing; /* in nodedb_free(): callbacks may not queue more */
+    void (*on_primary)(void *arg, struct pgconn *primary);
+    void *on_primary_arg;
+    uint64_t last_probe_ok_ms;
+    struct nodedb_status status;
+};
+
+static const char *const role_names[] = {
+    [NODEDB_UNKNOWN] = "unknown",
+    [NODEDB_PRIMARY] = "primary",
+    [NODEDB_STANDBY] = "standby",
+};
+
+const char *nodedb_role_name(enum nodedb_role role)
+{
+    return (unsigned)role < MFA_ARRAY_LEN(role_names) ? role_names[role] : "?";
+}
+
+/* Appends " key='value'" to <buf>, quoting as libpq reads it. */
+static int append_kv(char *buf, size_t size, const char *key, const char *value)
+{
+    size_t len = strlen(buf);
+    int n = snprintf(buf + len, size - len, " %s='", key);
+
+    if (n < 0 || (size_t)n >= size - len)
+        return -1;
+    len += (size_t)n;
+    for (; *value; value++) {
+        if (len + 3 >= size)
+            return -1;
+        if (*value == '\'' || *value == '\\')
+            buf[len++] = '\\';
+        buf[len++] = *value;
+    }
+    if (len + 2 > size)
+        return -1;
+    buf[len++] = '\'';
+    buf[len] = '\0';
+    return 0;
+}
+
+static struct pgconn *connect_to(struct nodedb *db, const char *addr, int port, char **err)
+{
+    const struct appconf *c = db->conf;
+    char conninfo[1024];
+    struct pgconn_settings s = {
+        .conninfo = conninfo,
+        .connect_timeout_ms = c->node.db.connect_timeout_ms,
+        .query_timeout_ms = c->node.db.query_timeout_ms,
+    };
+
+    if (pgconn_conninfo(conninfo, sizeof(conninfo), addr, port, c->node.db.name, c->node.db.user,
+                        db->extra, c->node.db.connect_timeout_ms, err) < 0)
+        return NULL;
+    return pgconn_new(db->base, &s, err);
+}
+
+struct nodedb *nodedb_new(struct event_base *base, const struct appconf *conf, char **err)
+{
+    const struct member_conf *me = appconf_local(conf);
+    struct nodedb *db = calloc(1, sizeof(*db));
+    char app[64];
+
+    if (!db) {
+        err_set(err, "out of memory");
+        return NULL;
+    }
+    db->base = base;
+    db->conf = conf;
+    snprintf(app, sizeof(app), "mfa-node-%s", me->id);
+    if (append_kv(db->extra, sizeof(db->extra), "application_name", app) < 0 ||
+        append_kv(db->extra, sizeof(db->extra), "sslmode", conf->node.db.sslmode) < 0 ||
+        (*conf->node.db.password &&
+         append_kv(db->extra, sizeof(db->extra), "password", conf->node.db.password) < 0) ||
+        (*conf->node.db.sslrootcert &&
+         append_kv(db->extra, sizeof(db->extra), "sslrootcert", conf->node.db.sslrootcert) < 0)) {
+        err_set(err, "node.db: settings too long");
+        goto fail;
+    }
+    db->local = connect_to(db, me->address, me->ports.postgres, err);
+    if (!db->local)
+        goto fail;
+    db->status.replay_lag_s = -1;
+    db->status.lag_bytes = -1;
+    nodedb_tick(db);
+    return db;
+fail:
+    nodedb_free(db);
+    return NULL;
+}
+
+void nodedb_free(struct nodedb *db)
+{
+    if (!db)
+        return;
+    db->closing = true;
+    if (db->on_primary)
+        db->on_primary(db->on_primary_arg, NULL);
+    pgconn_free(db->primary);
+    pgconn_free(db->local);
+    free(db);
+}
+
+int nodedb_read(struct nodedb *db, const char *sql, int nparams, const char *const *params,
+                pgconn_cb cb, void *arg, char **err)
+{
+    if (db->closing)
+        return err_set(err, "shutting down");
+    return pgconn_query(db->local, sql, nparams, params, PGCONN_SYNC_DEFAULT, 0, cb, arg, err);
+}
+
+bool nodedb_writable(const struct nodedb *db)
+{
+    return !db->closing && db->primary && pgconn_ready(db->primary);
+}
+
+int nodedb_write(struct nodedb *db, const char *sql, int nparams, const char *const *params,
+                 enum pgconn_sync sync, pgconn_cb cb, void *arg, char **err)
+{
+    if (!nodedb_writable(db))
+        return NODEDB_READ_ONLY;
+    return pgconn_query(db->primary, sql, nparams, params, sync, 0, cb, arg, err);
+}
+
+bool nodedb_error_is_read_only(const char *err)
+{
+    char state[6];
+
+    if (!err)
+        return false;
+    /* A server error names its SQLSTATE; anything else is the connection. */
+    if (!pgconn_err_sqlstate(err, state))
+        return true;
+    /* 25006 read_only_sql_transaction; 57P01-03 shutdown; 08xxx connection. */
+    return strcmp(state, "25006") == 0 || strncmp(state, "57P0", 4) == 0 ||
+           strncmp(state, "08", 2) == 0;
+}
+
+/* Points the write connection at <addr>:<port>, or nowhere for "". */
+static void follow_primary(struct nodedb *db, const char *addr, int port)
+{
+    char *err = NULL;
+
+    if (strcmp(addr, db->primary_addr) == 0 && port == db->primary_port && (db->primary || !*addr))
+        return;
+    if (*db->primary_addr || *addr)
+        log_notice("db.primary from=%s:%d to=%s:%d", *db->primary_addr ? db->primary_addr : "-",
+                   db->primary_port, *addr ? addr : "-", port);
+    if (db->on_primary)
+        db->on_primary(db->on_primary_arg, NULL);
+    pgconn_free(db->primary);
+    db->primary = NULL;
+    snprintf(db->primary_addr, sizeof(db->primary_addr), "%s", addr);
+    db->primary_port = port;
+    if (!*addr)
+        return;
+    db->primary = connect_to(db, addr, port, &err);
+    if (!db->primary) {
+        log_error("db.primary_failed addr=%s port=%d err=%s", addr, port, err);
+        free(err);
+        return;
+    }
+    if (db->on_primary)
+        db->on_primary(db->on_primary_arg, db->primary);
+}
+
+struct pgconn *nodedb_primary(const struct nodedb *db)
+{
+    return db->primary;
+}
+
+void nodedb_on_primary(struct nodedb *db, void (*fn)(void *arg, struct pgconn *primary), void *arg)
+{
+    db->on_primary = fn;
+    db->on_primary_arg = arg;
+    fn(arg, db->primary);
+}
+
+static void probe_done(void *arg, const PGresult *res, const char *err)
+{
+    struct nodedb *db = arg;
+    struct nodedb_status *st = &db->status;
+    bool recovery;
+
+    db->probing = false;
+    if (err) {
+        if (st->local_up)
+            log_warn("db.local_down err=%s", err);
+        st->local_up = false;
+        return;
+    }
+    if (!st->local_up)
+        log_notice("db.local_up");
+    st->local_up = true;
+    db->last_probe_ok_ms = clock_mono_ms();
+    recovery = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    st->role = recovery ? NODEDB_STANDBY : NODEDB_PRIMARY;
+    st->replay_lag_s = PQgetisnull(res, 0, 3) ? -1 : atof(PQgetvalue(res, 0, 3));
+    st->lag_bytes = PQgetisnull(res, 0, 4) ? -1 : atoll(PQgetvalue(res, 0, 4));
+    st->clock_offset_s = atof(PQgetvalue(res, 0, 5)) - (double)clock_wall_ms() / 1000.0;
+    if (!recovery) {
+        const struct member_conf *me = appconf_local(db->conf);
+
+        follow_primary(db, me->address, me->ports.postgres);
+    } else if (!PQgetisnull(res, 0, 1)) {
+        follow_primary(db, PQgetvalue(res, 0, 1), atoi(PQgetvalue(res, 0, 2)));
+    } else {
+        follow_primary(db, "", 0);
+    }
+}
+
+void nodedb_tick(struct nodedb *db)
+{
+    static const char probe[] =
+        "SELECT pg_is_in_recovery(),"
+        " (SELECT sender_host FROM pg_stat_wal_receiver WHERE status = 'streaming'),"
+        " (SELECT sender_port FROM pg_stat_wal_receiver WHERE status = 'streaming'),"
+        " CASE WHEN pg_is_in_recovery() THEN"
+        "   extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END,"
+        " CASE WHEN pg_is_in_recovery() THEN"
+        "   pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) END,"
+        " extract(epoch FROM clock_timestamp())";
+    char *err = NULL;
+
+    if (db->last_probe_ok_ms && clock_mono_ms() - db->last_probe_ok_ms > LOCAL_STALE_MS)
+        db->status.local_up = false;
+    if (db->probing)
+        return;
+    if (pgconn_query(db->local, probe, 0, NULL, PGCONN_SYNC_DEFAULT, PROBE_TIMEOUT_MS, probe_done,
+                     db, &err) < 0) {
+        log_error("db.probe_failed err=%s", err);
+        free(err);
+        return;
+    }
+    db->probing = true;
+}
+
+void nodedb_get_status(const struct nodedb *db, struct nodedb_status *out)
+{
+    *out = db->status;
+    out->primary_up = nodedb_writable(db);
+    if (*db->primary_addr)
+        snprintf(out->primary, sizeof(out->primary), "%s:%d", db->primary_addr, db->primary_port);
+    else
+        out->primary[0] = '\0';
+}
+
+/* PostgreSQL type OIDs (pg_type.h) that keep their JSON type. */
+enum {
+    OID_BOOL = 16,
+    OID_INT8 = 20,
+    OID_INT2 = 21,
+    OID_INT4 = 23,
+    OID_JSON = 114,
+    OID_JSONB = 3802,
+};
+
+json_t *nodedb_row_json(const PGresult *res, int row)
+{
+    json_t *obj = json_object();
+
+    for (int col = 0; obj && col < PQnfields(res); col++) {
+        const char *v = PQgetvalue(res, row, col);
+        json_t *j;
+
+        if (PQgetisnull(res, row, col)) {
+            j = json_null();
+        } else {
+            switch (PQftype(res, col)) {
+            case OID_BOOL:
+                j = json_boolean(v[0] == 't');
+                break;
+            case OID_INT2:
+            case OID_INT4:
+            case OID_INT8:
+                j = json_integer(strtoll(v, NULL, 10));
+                break;
+            case OID_JSON:
+            case OID_JSONB:
+                j = json_loads(v, JSON_DECODE_ANY, NULL);
+                break;
+            default:
+                j = json_string(v);
+            }
+        }
+        json_object_set_new(obj, PQfname(res, col), j ? j : json_null());
+    }
+    return obj;
+}
+
+json_t *nodedb_rows_json(const PGresult *res)
+{
+    json_t *arr = json_array();
+
+    for (int row = 0; arr && row < PQntuples(res); row++)
+        json_array_append_new(arr, nodedb_row_json(res, row));
+    return arr;
+}

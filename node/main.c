@@ -1,0 +1,216 @@
+/*
+ * mfa-node: the MFA server. Wires the subsystems onto the daemon skeleton:
+ * the key file, the database connections (reads local, writes to the
+ * primary), API keys, the sign-in subsystems and the HTTP API.
+ *
+ * Process endpoints, no API key: GET /health (the process answers), GET
+ * /ready (the local database answers: HAProxy's health check), GET /status
+ * (role, lag, live challenges, version), GET /metrics (Prometheus).
+ */
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "apikey.h"
+#include "auth.h"
+#include "daemon.h"
+#include "db.h"
+#include "errmsg.h"
+#include "httpserver.h"
+#include "keyfile.h"
+#include "log.h"
+#include "metrics.h"
+#include "node.h"
+#include "users.h"
+#include "worker.h"
+
+static void handle_health(struct evhttp_request *req, void *arg)
+{
+    (void)arg;
+    http_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static void handle_ready(struct evhttp_request *req, void *arg)
+{
+    struct node *n = arg;
+    struct nodedb_status st;
+
+    nodedb_get_status(n->db, &st);
+    if (st.local_up && apikeys_loaded(n->apikeys))
+        http_reply_json(req, 200, json_pack("{s:s}", "status", "ready"));
+    else
+        http_reply_error(req, 503, "not_ready", "the local database does not answer");
+}
+
+static json_t *status_json(struct node *n)
+{
+    struct nodedb_status st;
+    json_t *out;
+
+    nodedb_get_status(n->db, &st);
+    out = json_pack(
+        "{s:s, s:s, s:s, s:b, s:b, s:s?, s:f, s:I, s:f, s:b, s:I}", "node_id", n->id, "version",
+        MFA_VERSION, "role", nodedb_role_name(st.role), "local_db", st.local_up, "writable",
+        st.primary_up, "primary", *st.primary ? st.primary : NULL, "replay_lag_s", st.replay_lag_s,
+        "lag_bytes", (json_int_t)st.lag_bytes, "clock_offset_s", st.clock_offset_s, "draining",
+        daemon_draining(n->d), "uptime_s", (json_int_t)((clock_mono_ms() - n->started_ms) / 1000));
+    auth_status(n, out);
+    return out;
+}
+
+static void handle_status(struct evhttp_request *req, void *arg)
+{
+    http_reply_json(req, 200, status_json(arg));
+}
+
+static void handle_metrics(struct evhttp_request *req, void *arg)
+{
+    struct node *n = arg;
+    struct evbuffer *out = evbuffer_new();
+    struct nodedb_status st;
+    unsigned long long counts[6];
+
+    nodedb_get_status(n->db, &st);
+    http_server_counts(n->http, counts);
+    metrics_single(out, "mfa_node_up", METRIC_GAUGE, "The node answers.", 1);
+    metrics_single(out, "mfa_node_local_db_up", METRIC_GAUGE, "The local database answers.",
+                   st.local_up);
+    metrics_single(out, "mfa_node_writable", METRIC_GAUGE, "A primary is reachable for writes.",
+                   st.primary_up);
+    metrics_single(out, "mfa_node_replay_lag_seconds", METRIC_GAUGE,
+                   "Seconds since the last replayed commit on a standby (-1: primary).",
+                   st.replay_lag_s);
+    auth_metrics(n, out);
+    metrics_family(out, "mfa_http_responses_total", METRIC_COUNTER, "HTTP responses by class.");
+    for (int i = 1; i <= 5; i++) {
+        char cls[4] = { (char)('0' + i), 'x', 'x', '\0' };
+
+        metrics_sample(out, "mfa_http_responses_total", (double)counts[i], "code", cls, NULL);
+    }
+    metrics_reply(req, out);
+    evbuffer_free(out);
+}
+
+static const struct http_route routes[] = {
+    { EVHTTP_REQ_GET, "/health", false, handle_health },
+    { EVHTTP_REQ_GET, "/ready", false, handle_ready },
+    { EVHTTP_REQ_GET, "/status", false, handle_status },
+    { EVHTTP_REQ_GET, "/metrics", false, handle_metrics },
+    { EVHTTP_REQ_POST, "/api/v1/auth", false, auth_handle_auth },
+    { EVHTTP_REQ_POST, "/api/v1/challenges/", true, auth_handle_verify },
+    { EVHTTP_REQ_GET, "/api/v1/challenges/", true, auth_handle_challenge },
+    { EVHTTP_REQ_POST, "/api/v1/api-keys", false, apikeys_handle_create },
+    { EVHTTP_REQ_GET, "/api/v1/api-keys", false, apikeys_handle_list },
+    { EVHTTP_REQ_DELETE, "/api/v1/api-keys/", true, apikeys_handle_revoke },
+    { EVHTTP_REQ_GET, "/api/v1/users", false, users_handle_list },
+    { EVHTTP_REQ_POST, "/api/v1/users", false, users_handle_create },
+    { EVHTTP_REQ_POST, "/api/v1/users/import", false, users_handle_import },
+    { EVHTTP_REQ_GET, "/api/v1/users/", true, users_handle_get },
+    { EVHTTP_REQ_PATCH | EVHTTP_REQ_PUT, "/api/v1/users/", true, users_handle_update },
+    { EVHTTP_REQ_DELETE, "/api/v1/users/", true, users_handle_delete },
+    { EVHTTP_REQ_POST, "/api/v1/users/", true, users_handle_action },
+    { EVHTTP_REQ_GET, "/api/v1/audit-log", false, users_handle_audit_log },
+    { EVHTTP_REQ_GET, "/api/v1/auth-log", false, users_handle_auth_log },
+};
+
+static int start(struct daemon *d, char **err)
+{
+    struct node *n = daemon_arg(d);
+    const struct appconf *c = daemon_conf(d);
+    const struct member_conf *me = appconf_local(c);
+    struct http_server_settings hs = {
+        .address = me->address,
+        .port = me->ports.node,
+        .max_body = (size_t)c->node.http.max_body,
+        .max_headers = (size_t)c->node.http.max_headers,
+        .timeout_ms = c->node.http.timeout_ms,
+    };
+
+    n->d = d;
+    n->started_ms = clock_mono_ms();
+    snprintf(n->id, sizeof(n->id), "%s", me->id);
+    if (keyfile_load(c->appliance.key_file, &n->keys, err) < 0)
+        return -1;
+    n->workers = worker_pool_new(daemon_base(d), 2, err);
+    if (!n->workers)
+        return -1;
+    n->db = nodedb_new(daemon_base(d), c, err);
+    if (!n->db)
+        return -1;
+    n->apikeys = apikeys_new(n->db, err);
+    if (!n->apikeys)
+        return -1;
+    if (auth_start(n, err) < 0)
+        return -1;
+    n->http = http_server_new(daemon_base(d), &hs, routes, MFA_ARRAY_LEN(routes), n, err);
+    if (!n->http)
+        return -1;
+    log_notice("node.listening address=%s port=%d", me->address, me->ports.node);
+    return 0;
+}
+
+static void tick(struct daemon *d)
+{
+    struct node *n = daemon_arg(d);
+
+    if (daemon_every(d, 1000)) {
+        nodedb_tick(n->db);
+        apikeys_tick(n->apikeys);
+    }
+    auth_tick(n);
+}
+
+static void stop_listening(struct daemon *d)
+{
+    struct node *n = daemon_arg(d);
+
+    http_server_stop_listening(n->http);
+}
+
+static size_t in_flight(struct daemon *d)
+{
+    struct node *n = daemon_arg(d);
+
+    return http_server_in_flight(n->http);
+}
+
+/*
+ * Frees in the order that keeps every pending callback safe: what still
+ * answers requests goes while the HTTP server, the auth log and the
+ * databases it needs are alive — SMS deliveries first (they write to the
+ * database), then the database connections (their callbacks log and
+ * answer), then the rest of sign-in, the server, and the workers last.
+ */
+static void stop(struct daemon *d)
+{
+    struct node *n = daemon_arg(d);
+
+    auth_stop_delivery(n);
+    nodedb_free(n->db);
+    n->db = NULL;
+    auth_stop(n);
+    apikeys_free(n->apikeys);
+    n->apikeys = NULL;
+    http_server_free(n->http);
+    n->http = NULL;
+    worker_pool_free(n->workers);
+    n->workers = NULL;
+    keyring_wipe(&n->keys);
+}
+
+static const struct daemon_ops node_ops = {
+    .name = "mfa-node",
+    .start = start,
+    .tick = tick,
+    .stop_listening = stop_listening,
+    .in_flight = in_flight,
+    .stop = stop,
+};
+
+int main(int argc, char **argv)
+{
+    struct node n = { 0 };
+
+    return daemon_main(argc, argv, &node_ops, &n);
+}

@@ -1,0 +1,157 @@
+/*
+ * What the files of the users API share (users.c, users_totp.c,
+ * users_import.c, users_log.c): the rules a user's fields obey, checked
+ * before the database's CHECK constraints would answer with a 500
+ * (users_fields.c, which links alone for the unit tests and the fuzzer); the
+ * columns a user is shown with; the path /api/v1/users/{username}[/action];
+ * and the replies for failed database calls (users_common.c). Not an API for
+ * other subsystems.
+ */
+#ifndef MFA_NODE_USERS_PRIV_H
+#define MFA_NODE_USERS_PRIV_H
+
+#include <event2/http.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "mem.h"
+#include "node.h"
+#include "pgconn.h"
+
+#define USERS_USERNAME_CHARS 128                            /* the schema's limit, in characters */
+#define USERS_USERNAME_MAX   (USERS_USERNAME_CHARS * 4 + 1) /* bytes of UTF-8 and a NUL */
+#define USERS_TEXT_CHARS     256                            /* display_name, email: characters */
+#define USERS_ACTOR_MAX      129                            /* an API key's name and a NUL */
+#define USERS_LIMIT_DEFAULT  100                            /* rows per page of the lists */
+#define USERS_LIMIT_MAX      1000
+
+/*
+ * The columns a user is shown with, from a row or CTE named "u": never the
+ * PIN hash, only whether there is one; times as ISO 8601 (to_json).
+ */
+#define USERS_COLS                                                                                 \
+    "u.id, u.username, u.display_name, u.email, u.phone, u.method,"                                \
+    " u.pin_hash IS NOT NULL AS has_pin, u.disabled, to_json(u.created_at) AS created_at,"         \
+    " to_json(u.updated_at) AS updated_at"
+
+/*
+ * A user's fields as a request gives them; NULL (or -1) means not given.
+ * The strings belong to whoever filled the struct.
+ */
+struct users_fields {
+    const char *username;
+    const char *display_name; /* "" clears */
+    const char *email;        /* "" clears */
+    const char *phone;        /* "" clears */
+    const char *method;
+    const char *pin; /* NULL with pin_given: remove the PIN */
+    bool pin_given;
+    int disabled; /* -1, 0 or 1 */
+};
+
+/*
+ * Checks the fields that are given against the rules of the users table and
+ * of the API; for a create (<create>) username and method are required and
+ * the sms method needs a phone. Returns 0, or -1 with *err a sentence that
+ * starts with the field's name ("phone: ...").
+ */
+int users_fields_check(const struct users_fields *f, bool create, char **err) MFA_MUSTCHECK;
+
+/*
+ * 1 to 128 characters of valid UTF-8, none a space, a control character or
+ * an invisible one. Returns 0, or -1 with *err naming <what>.
+ */
+int users_check_username(const char *what, const char *s, char **err) MFA_MUSTCHECK;
+
+/*
+ * Fills <f> from the JSON object <body> of a create (<create>) or an update:
+ * every member must be one of the fields, of its type (strings; null clears
+ * display_name, email, phone and, in an update, pin; disabled a boolean).
+ * Then users_fields_check(). Returns 0, or -1 with *err naming the field.
+ * The strings in <f> point into <body>.
+ */
+int users_fields_from_json(json_t *body, bool create, struct users_fields *f,
+                           char **err) MFA_MUSTCHECK;
+
+/*
+ * Decodes the path /api/v1/users/{username}[/{action}] of <req>: copies the
+ * percent-decoded username into <user> (USERS_USERNAME_MAX bytes) and the
+ * action (a literal segment, "" when absent) into <action> of <asize>.
+ * Returns 0; or replies itself (404 for a path of another shape, 400 for a
+ * username that breaks the rules) and returns -1.
+ */
+int users_path(struct evhttp_request *req, char *user, char *action, size_t asize) MFA_MUSTCHECK;
+
+/*
+ * Queues an admin write with remote_apply. Returns 0 when <cb> will run, or
+ * -1 after replying 503 read_only (no primary) or 500 itself: the caller
+ * frees its job.
+ */
+int users_write(struct node *n, struct evhttp_request *req, const char *what, const char *sql,
+                int nparams, const char *const *params, pgconn_cb cb, void *job) MFA_MUSTCHECK;
+
+/* As users_write() for a read on the local database. */
+int users_read(struct node *n, struct evhttp_request *req, const char *what, const char *sql,
+               int nparams, const char *const *params, pgconn_cb cb, void *job) MFA_MUSTCHECK;
+
+/*
+ * Replies for a write that failed with <err>: 409 conflict for a unique
+ * violation (the username is taken), 400 for a broken CHECK, otherwise as
+ * node_reply_db_error().
+ */
+void users_reply_write_error(struct evhttp_request *req, const char *what, const char *err);
+
+/* Replies for a read of the local database that failed with <err>. */
+void users_reply_read_error(struct evhttp_request *req, const char *what, const char *err);
+
+/*
+ * Copies query parameter <name> of <req> (decoded) into <buf> of <size>.
+ * Returns 1, 0 when absent, or -1 after replying 400 (malformed query
+ * string, value too long).
+ */
+int users_query_param(struct evhttp_request *req, const char *name, char *buf, size_t size);
+
+/*
+ * Parses the ?limit= of <req>: absent gives USERS_LIMIT_DEFAULT. Returns
+ * 1..USERS_LIMIT_MAX, or -1 after replying 400.
+ */
+int users_limit_param(struct evhttp_request *req);
+
+/* Row <row> of <res> as a JSON object without the column <skip> (NULL: none). */
+json_t *users_row_json(const PGresult *res, int row, const char *skip);
+
+/* The job of a request waiting for the database. */
+struct users_job {
+    struct node *n;
+    struct evhttp_request *req;
+    char username[USERS_USERNAME_MAX];
+    int limit;
+};
+
+/*
+ * Wipes the string <s> that belongs to a JSON value of a request (a PIN, a
+ * seed): jansson hands it out as const, but it is ours to clear. NULL is fine.
+ */
+void users_wipe_string(const char *s);
+
+/* Allocates a job for <req>, or replies 500 and returns NULL. */
+struct users_job *users_job_new(struct node *n, struct evhttp_request *req);
+
+/*
+ * POST /api/v1/users/{j->username}/totp for <actor> (users_totp.c). Takes
+ * <j> (frees it) and replies, now or later.
+ */
+void users_totp_enrol(struct node *n, struct evhttp_request *req, const char *actor,
+                      struct users_job *j);
+
+/*
+ * Checks an ISO 8601 timestamp, "YYYY-MM-DD[(T| )hh:mm[:ss[.frac]][Z|(+|-)hh[:mm]]]" (a
+ * ' ' in place of the '+' of the offset is taken for one: '+' decodes to a
+ * space in a query string), and writes it for PostgreSQL as
+ * "YYYY-MM-DDThh:mm:ss[.ffffff](+|-)hh:mm" into <out> of <size> (>= 40);
+ * without an offset the time is UTC. Returns 0, or -1.
+ */
+int users_parse_time(const char *s, char *out, size_t size) MFA_MUSTCHECK;
+
+#endif
