@@ -26,13 +26,16 @@ def new_api_key():
 
 
 def write_key_file(path, owner):
-    keys = {kind: base64.b64encode(secrets.token_bytes(32)).decode() for kind in ("p", "s")}
+    """Writes a key file (pepper and seal key id 1); returns the raw keys {p, s}."""
+    raw = {kind: secrets.token_bytes(32) for kind in ("p", "s")}
+    keys = {kind: base64.b64encode(v).decode() for kind, v in raw.items()}
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(f'version = 1;\npepper = ( {{ id = 1; key = "{keys["p"]}"; }} );\n'
                 f'seal = ( {{ id = 1; key = "{keys["s"]}"; }} );\n')
     if owner:
         os.chown(path, owner.pw_uid, owner.pw_gid)
+    return raw
 
 
 class Node:
@@ -124,7 +127,7 @@ class NodeCluster:
             "('test-admin', 'admin', %s, 'mfa_'), ('test-auth', 'auth', %s, 'mfa_')",
             (admin_hash, auth_hash), dbname="mfa")
         self.key_file = os.path.join(self.base, "keys.conf")
-        write_key_file(self.key_file, self.owner)
+        self.keys = write_key_file(self.key_file, self.owner)
         instances = [self.pg.primary] + self.pg.standbys
         self.members = []
         taken = {inst.port for inst in instances}
@@ -148,6 +151,11 @@ class NodeCluster:
             self.nodes.append(node)
 
     def conf_text(self, member_id, node, extra):
+        # The node's own SMS outbox joins an `sms` group the caller gives.
+        sms = f'sms = {{ file = "{node.outbox}"; }};'
+        if "sms = {" in extra:
+            extra = extra.replace("sms = {", f'sms = {{ file = "{node.outbox}";', 1)
+            sms = ""
         members = ",\n    ".join(
             f'{{ id = "{m["id"]}"; address = "127.0.0.1"; ports = {{ '
             + " ".join(f"{k} = {v};" for k, v in m["ports"].items()) + " }; }"
@@ -171,11 +179,19 @@ log = {{ level = "debug"; }};
 node = {{
   db = {{ user = "postgres"; sslmode = "disable"; connect_timeout_ms = 2000;
           query_timeout_ms = 2000; }};
-  sms = {{ file = "{node.outbox}"; }};
+  {sms}
   auth_log = {{ spool_dir = "{node.dir}/spool"; }};
   {extra}
 }};
 """
+
+    def seal(self, seed, serial):
+        """A seed sealed as common/seal.c does (AES-256-GCM, AAD "s1$1$" + serial),
+        to put tokens straight into the database."""
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        nonce = secrets.token_bytes(12)
+        box = AESGCM(self.keys["s"]).encrypt(nonce, seed, b"s1$1$" + serial.encode())
+        return "s1$1$" + base64.urlsafe_b64encode(nonce + box).decode().rstrip("=")
 
     def start(self):
         for n in self.nodes:
