@@ -38,6 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "clock.h"
 #include "errmsg.h"
 
@@ -58,6 +60,8 @@ struct hc_req {
     struct curl_slist *headers;
     struct event *defer; /* failed before libcurl: reported from here */
     char *defer_error;
+    char *body; /* our copy of the request body, wiped when freed: it may hold a code */
+    size_t body_len;
     char *buf; /* response body, NUL-terminated */
     size_t len, cap, max_body;
     bool too_big, oom;
@@ -258,6 +262,9 @@ static void req_free(struct hc_req *r)
     if (r->defer)
         event_free(r->defer);
     free(r->defer_error);
+    if (r->body)
+        OPENSSL_cleanse(r->body, r->body_len);
+    free(r->body);
     free(r->buf);
     free(r);
 }
@@ -472,9 +479,19 @@ static CURLcode request_opts(struct hc_req *r, const char *method, const char *u
         (long)(c->connect_timeout_ms < timeout_ms ? c->connect_timeout_ms : timeout_ms));
     OPT(CURLOPT_URL, url);
     if (body || is_post || strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0) {
-        /* A body (maybe empty: Content-Length: 0), copied by libcurl. */
-        OPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(body ? body_len : 0));
-        OPT(CURLOPT_COPYPOSTFIELDS, body ? body : "");
+        /*
+         * A body (maybe empty: Content-Length: 0). Our own copy, not
+         * libcurl's, so it is wiped with the request (an SMS holds a code).
+         */
+        r->body_len = body ? body_len : 0;
+        r->body = malloc(r->body_len + 1);
+        if (!r->body)
+            return CURLE_OUT_OF_MEMORY;
+        if (r->body_len)
+            memcpy(r->body, body, r->body_len);
+        r->body[r->body_len] = '\0';
+        OPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+        OPT(CURLOPT_POSTFIELDS, r->body);
         if (!is_post)
             OPT(CURLOPT_CUSTOMREQUEST, method);
     } else if (strcmp(method, "GET") == 0) {

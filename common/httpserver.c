@@ -19,6 +19,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/crypto.h>
+
 #include "errmsg.h"
 #include "tls.h"
 
@@ -234,6 +236,15 @@ json_t *http_read_json(struct evhttp_request *req)
         return NULL;
     }
     return body;
+}
+
+void http_wipe_body(struct evhttp_request *req)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+
+    if (len)
+        OPENSSL_cleanse(evbuffer_pullup(in, (ev_ssize_t)len), len);
 }
 
 int http_query_param(struct evhttp_request *req, const char *name, char *buf, size_t size)

@@ -98,6 +98,12 @@ void http_reply_error(struct evhttp_request *req, int status, const char *code, 
 json_t *http_read_json(struct evhttp_request *req) MFA_MUSTCHECK;
 
 /*
+ * Overwrites the request body in place once it is parsed: it may hold a PIN
+ * or a code, and the buffer is freed without being cleared.
+ */
+void http_wipe_body(struct evhttp_request *req);
+
+/*
  * Copies query parameter <name> of the request URI into <buf>. Returns 0,
  * or -1 when it is absent or does not fit.
  */

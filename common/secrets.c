@@ -226,3 +226,10 @@ void apikey_hash(const char *key, char out[65])
     }
     out[64] = '\0';
 }
+
+void secret_wipe_str(const char *s)
+{
+    /* The string is ours to clear though the holder's type says const. */
+    if (s)
+        OPENSSL_cleanse((void *)(uintptr_t)s, strlen(s));
+}

@@ -35,6 +35,10 @@ bool ct_streq(const char *a, const char *b);
 /* Overwrites <n> bytes at <p> in a way the compiler keeps. NULL is fine. */
 void secret_wipe(void *p, size_t n);
 
+/* Wipes the NUL-terminated string <s> in place (NULL is fine): for secrets in
+ * buffers someone else frees, such as a parsed JSON body's strings. */
+void secret_wipe_str(const char *s);
+
 /* True when <pin> is 4 to 8 ASCII digits. */
 bool pin_syntax_ok(const char *pin);
 

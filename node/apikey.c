@@ -33,6 +33,8 @@ struct apikeys {
     struct key_row *rows; /* sorted by hash */
     size_t n;
     bool loaded, loading;
+    unsigned generation; /* bumped by every change made through this node */
+    unsigned asked_at;   /* the generation when the refresh in flight was sent */
 };
 
 static const char *const scope_names[] = {
@@ -94,6 +96,8 @@ static void refresh_done(void *arg, const PGresult *res, const char *err)
     struct key_row *rows;
 
     k->loading = false;
+    if (k->asked_at != k->generation)
+        return; /* a snapshot from before a change made here: the next one counts */
     if (err) {
         /* Keep the keys we have: the local database may be restarting. */
         log_warn("apikeys.refresh_failed err=%s", err);
@@ -129,6 +133,7 @@ void apikeys_tick(struct apikeys *k)
         return;
     }
     k->loading = true;
+    k->asked_at = k->generation;
 }
 
 int apikeys_check(const struct apikeys *k, const char *authorization, enum apikey_scope need,
@@ -167,6 +172,7 @@ static void cache_add(struct apikeys *k, const char *hash, const char *name,
     snprintf(rows[k->n].name, sizeof(rows[k->n].name), "%s", name);
     rows[k->n].scope = scope;
     k->n++;
+    k->generation++;
     qsort(rows, k->n, sizeof(*rows), row_cmp);
 }
 
@@ -181,6 +187,7 @@ static void cache_remove(struct apikeys *k, const char *hash)
         return;
     memmove(row, row + 1, (size_t)(k->rows + k->n - (row + 1)) * sizeof(*row));
     k->n--;
+    k->generation++;
 }
 
 /* A create or revoke waiting for the primary. */
@@ -226,12 +233,11 @@ void apikeys_handle_create(struct evhttp_request *req, void *arg)
         "         jsonb_build_object('id', k.id, 'scope', k.scope) FROM k)"
         " SELECT id, name, scope, prefix, created_at FROM k";
     struct node *n = arg;
-    char actor[NAME_MAX_LEN + 1], prefix[13], *err = NULL;
+    char actor[NAME_MAX_LEN + 1], prefix[13];
     const char *params[6];
     struct key_job *j;
     json_t *body;
     const char *name, *scope;
-    int rc;
 
     if (!node_authorize(n, req, APIKEY_ADMIN, actor, sizeof(actor)))
         return;
@@ -271,15 +277,8 @@ void apikeys_handle_create(struct evhttp_request *req, void *arg)
     params[3] = prefix;
     params[4] = actor;
     params[5] = n->id;
-    rc = nodedb_write(n->db, sql, 6, params, PGCONN_SYNC_REMOTE_APPLY, create_done, j, &err);
-    if (rc != 0) {
-        if (rc == NODEDB_READ_ONLY)
-            node_reply_read_only(req);
-        else
-            node_reply_db_error(req, "api_key.create", err);
-        free(err);
+    if (!node_admin_write(n, req, "api_key.create", sql, 6, params, create_done, j))
         job_free(j);
-    }
 }
 
 static void list_done(void *arg, const PGresult *res, const char *err)
@@ -302,12 +301,16 @@ void apikeys_handle_list(struct evhttp_request *req, void *arg)
     if (!node_authorize(n, req, APIKEY_ADMIN, actor, sizeof(actor)))
         return;
     j = calloc(1, sizeof(*j));
-    if (!j || (j->req = req,
-               nodedb_read(n->db,
-                           "SELECT id, name, scope, prefix, created_by, created_at, revoked_at"
-                           " FROM api_keys ORDER BY id",
-                           0, NULL, list_done, j, &err) < 0)) {
-        http_reply_error(req, 500, "internal", "cannot list keys");
+    if (!j) {
+        http_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    j->req = req;
+    if (nodedb_read(n->db,
+                    "SELECT id, name, scope, prefix, created_by, created_at, revoked_at"
+                    " FROM api_keys ORDER BY id",
+                    0, NULL, list_done, j, &err) < 0) {
+        http_reply_error(req, 503, "unavailable", "the local database does not answer");
         free(err);
         free(j);
     }
@@ -340,10 +343,9 @@ void apikeys_handle_revoke(struct evhttp_request *req, void *arg)
         "  SELECT $2, $3, 'api_key.revoke', k.name, jsonb_build_object('id', k.id) FROM k)"
         " SELECT id, name, key_hash FROM k";
     struct node *n = arg;
-    char actor[NAME_MAX_LEN + 1], path[256], *err = NULL;
+    char actor[NAME_MAX_LEN + 1], path[256];
     const char *id, *params[3];
     struct key_job *j;
-    int rc;
 
     if (!node_authorize(n, req, APIKEY_ADMIN, actor, sizeof(actor)))
         return;
@@ -362,13 +364,6 @@ void apikeys_handle_revoke(struct evhttp_request *req, void *arg)
     params[0] = id;
     params[1] = actor;
     params[2] = n->id;
-    rc = nodedb_write(n->db, sql, 3, params, PGCONN_SYNC_REMOTE_APPLY, revoke_done, j, &err);
-    if (rc != 0) {
-        if (rc == NODEDB_READ_ONLY)
-            node_reply_read_only(req);
-        else
-            node_reply_db_error(req, "api_key.revoke", err);
-        free(err);
+    if (!node_admin_write(n, req, "api_key.revoke", sql, 3, params, revoke_done, j))
         job_free(j);
-    }
 }

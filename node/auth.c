@@ -30,10 +30,10 @@
 #include "seal.h"
 #include "secrets.h"
 #include "sms.h"
+#include "users_priv.h"
 
-#define USERNAME_MAX 128
-#define SECRET_MAX   16 /* PIN or code, as sent */
-#define SEED_MAX     128
+#define SECRET_MAX 16 /* PIN or code, as sent */
+#define SEED_MAX   128
 
 enum outcome {
     OUT_ACCEPTED = 0,
@@ -58,11 +58,21 @@ struct auth {
     unsigned long long outcomes[MFA_ARRAY_LEN(outcome_names)];
 };
 
+/*
+ * Kept with an SMS challenge (chal_set_data) for its verification: the
+ * address of the person signing in — the verify request itself comes through
+ * HAProxy — and whether they had failures to clear on success.
+ */
+struct chal_ctx {
+    char client_ip[48];
+    unsigned char had_failures;
+};
+
 /* One sign-in or verification in progress. */
 struct signin {
     struct node *n;
     struct evhttp_request *req;
-    char username[USERNAME_MAX + 1];
+    char username[USERS_USERNAME_MAX];
     char method[8]; /* as asked, or the user's */
     char pin[SECRET_MAX + 1];
     char otp[SECRET_MAX + 1];
@@ -95,6 +105,28 @@ static void signin_free(struct signin *si)
     secret_wipe(si->code, sizeof(si->code));
     free(si->sealed);
     free(si);
+}
+
+/* The sentence for a reason that ends in an HTTP error. */
+static const char *detail_of(const char *reason)
+{
+    static const struct {
+        const char *reason, *detail;
+    } details[] = {
+        { "throttled", "too many failed sign-ins from this address; wait and retry" },
+        { "sms_rate_limited", "too many codes sent to this user or phone this hour" },
+        { "sms_cap_reached", "the cluster's SMS budget for this hour is spent" },
+        { "sms_failed", "the code could not be sent" },
+        { "database_unavailable", "the local database does not answer; try again" },
+        { "token_unusable", "the token cannot be used; see the node's log" },
+        { "challenge_expired", "the challenge expired or was used; start the sign-in again" },
+    };
+
+    for (size_t i = 0; reason && i < MFA_ARRAY_LEN(details); i++) {
+        if (strcmp(details[i].reason, reason) == 0)
+            return details[i].detail;
+    }
+    return "the sign-in could not be completed";
 }
 
 /*
@@ -135,6 +167,19 @@ static void finish(struct signin *si, enum outcome out, const char *reason, int 
     body = json_pack("{s:s, s:s}", "result", outcome_names[out], "method", si->method);
     if (reason)
         json_object_set_new(body, "reason", json_string(reason));
+    /* An HTTP error is also an error in the API's uniform form. */
+    if (status >= 400 && !json_object_get(extra, "error")) {
+        json_object_set_new(body, "error", json_string(reason ? reason : "error"));
+        if (!json_object_get(extra, "detail"))
+            json_object_set_new(body, "detail", json_string(detail_of(reason)));
+    }
+    if (status == 429 && json_object_get(extra, "retry_after")) {
+        char retry[16];
+
+        snprintf(retry, sizeof(retry), "%lld",
+                 (long long)json_integer_value(json_object_get(extra, "retry_after")));
+        evhttp_add_header(evhttp_request_get_output_headers(si->req), "Retry-After", retry);
+    }
     if (extra) {
         json_object_update(body, extra);
         json_decref(extra);
@@ -176,7 +221,8 @@ static void count_failure(struct signin *si)
     snprintf(window, sizeof(window), "%d", c->node.lockout.duration);
     offline = nodedb_write(si->n->db, sql, 3, params, PGCONN_SYNC_OFF, write_done, what_lockout,
                            NULL) != 0;
-    ratelimit_failure(a->limits, si->username, si->client_ip, offline, clock_mono_ms());
+    ratelimit_failure(a->limits, si->username, si->client_ip, offline, c->node.lockout.duration,
+                      clock_mono_ms());
 }
 
 static void clear_failures(struct signin *si)
@@ -184,9 +230,13 @@ static void clear_failures(struct signin *si)
     static const char sql[] = "DELETE FROM lockouts WHERE username = lower($1) AND client_ip = $2";
     const char *params[2] = { si->username, si->client_ip };
 
+    struct ratelimit_counts rc;
+
+    ratelimit_failures(auth_of(si->n)->limits, si->username, si->client_ip,
+                       node_conf(si->n)->node.lockout.duration, clock_mono_ms(), &rc);
     ratelimit_clear(auth_of(si->n)->limits, si->username, si->client_ip);
     /* Without a primary the count simply ages out there. */
-    if (si->failures > 0 &&
+    if ((si->failures > 0 || rc.pair > 0) &&
         nodedb_write(si->n->db, sql, 2, params, PGCONN_SYNC_OFF, write_done, what_unlock, NULL))
         log_debug("auth.unlock_deferred user=%s", si->username);
 }
@@ -207,15 +257,17 @@ static void reject(struct signin *si, const char *reason)
 static bool locked_out(struct signin *si)
 {
     const struct appconf *c = node_conf(si->n);
-    int total, pair = ratelimit_failures(auth_of(si->n)->limits, si->username, si->client_ip,
-                                         c->node.lockout.duration, clock_mono_ms(), &total);
+    struct ratelimit_counts rc;
 
+    ratelimit_failures(auth_of(si->n)->limits, si->username, si->client_ip,
+                       c->node.lockout.duration, clock_mono_ms(), &rc);
     if (nodedb_writable(si->n->db))
-        return (pair > si->failures ? pair : si->failures) >= c->node.lockout.max_failures ||
-               (total > si->failures_total ? total : si->failures_total) >=
+        return (rc.pair > si->failures ? rc.pair : si->failures) >= c->node.lockout.max_failures ||
+               (rc.total > si->failures_total ? rc.total : si->failures_total) >=
                    c->node.lockout.max_failures_total;
-    return pair + si->failures >= c->node.lockout.offline_max_failures ||
-           total + si->failures_total >= c->node.lockout.offline_max_failures_total;
+    /* The database (a standby's copy) has the online ones; add the rest. */
+    return si->failures + rc.pair_offline >= c->node.lockout.offline_max_failures ||
+           si->failures_total + rc.total_offline >= c->node.lockout.offline_max_failures_total;
 }
 
 /* ---- TOTP and HOTP ---- */
@@ -257,7 +309,8 @@ static void mark_used(struct signin *si)
     char *err = NULL;
     int rc;
 
-    if (si->matched <= db_value) {
+    /* Used already: by the database's word, or by this node's (not yet merged). */
+    if (si->matched <= db_value || ratelimit_marked(a->limits, si->token_id, si->matched)) {
         reject(si, "replayed");
         return;
     }
@@ -343,52 +396,69 @@ static void sms_done(void *arg, bool ok, const char *error)
         finish(si, OUT_ERROR, "sms_failed", 502, json_pack("{s:s}", "detail", error));
         return;
     }
+    /* Counted here already when the challenge was made; this is the cluster's count. */
     if (nodedb_write(si->n->db, sql, 3, params, PGCONN_SYNC_OFF, write_done, what_sms, NULL) != 0)
-        ratelimit_sms_note(a->limits, si->username, si->phone, clock_mono_ms());
+        log_debug("sms.count_deferred user=%s", si->username);
     finish(si, OUT_CHALLENGE, NULL, 200,
            json_pack("{s:s, s:i}", "challenge_id", si->challenge_id, "expires_in",
                      node_conf(si->n)->node.challenge.ttl));
+}
+
+static int max_int(int a, int b)
+{
+    return a > b ? a : b;
 }
 
 static void start_sms(struct signin *si)
 {
     const struct appconf *c = node_conf(si->n);
     struct auth *a = auth_of(si->n);
-    uint64_t now = clock_mono_ms();
-    char key[64], *err = NULL;
+    uint64_t wall = clock_wall_ms();
+    char key[USERS_USERNAME_MAX + 8], *err = NULL;
     bool offline = !nodedb_writable(si->n->db);
-    int user_n = si->sms_user, phone_n = si->sms_phone;
+    struct chal_ctx ctx = { .had_failures = si->failures > 0 };
+    int user_n, phone_n, node_n;
 
     if (!*si->phone) {
         reject(si, "no_phone");
         return;
     }
-    snprintf(key, sizeof(key), "user:%.58s", si->username);
-    user_n += ratelimit_sms_count(a->limits, key, now);
-    snprintf(key, sizeof(key), "phone:%.57s", si->phone);
-    phone_n += ratelimit_sms_count(a->limits, key, now);
+    /*
+     * This node counts a send when the challenge is made, so requests in
+     * flight count at once; the database (maybe a standby's copy) counts the
+     * cluster's. The larger of the two is the count.
+     */
+    snprintf(key, sizeof(key), "user:%s", si->username);
+    user_n = max_int(si->sms_user, ratelimit_sms_count(a->limits, key, wall));
+    snprintf(key, sizeof(key), "phone:%s", si->phone);
+    phone_n = max_int(si->sms_phone, ratelimit_sms_count(a->limits, key, wall));
+    node_n = ratelimit_sms_node_count(a->limits, wall);
     if (user_n >=
             (offline ? c->node.sms.offline_per_user_per_hour : c->node.sms.per_user_per_hour) ||
         phone_n >= c->node.sms.per_phone_per_hour) {
         finish(si, OUT_REJECTED, "sms_rate_limited", 429, NULL);
         return;
     }
-    if (si->sms_cluster >= c->node.sms.cluster_per_hour ||
-        ratelimit_sms_node_count(a->limits, now) >= c->node.sms.offline_node_per_hour) {
+    if (max_int(si->sms_cluster, node_n) >= c->node.sms.cluster_per_hour ||
+        (offline && node_n >= c->node.sms.offline_node_per_hour)) {
         finish(si, OUT_ERROR, "sms_cap_reached", 503, NULL);
         return;
     }
-    if (chal_create(a->chal, si->username, "sms", now, si->challenge_id, sizeof(si->challenge_id),
-                    si->code, sizeof(si->code), &err) < 0 ||
+    snprintf(ctx.client_ip, sizeof(ctx.client_ip), "%.45s", si->client_ip);
+    if (chal_create(a->chal, si->username, "sms", clock_mono_ms(), si->challenge_id,
+                    sizeof(si->challenge_id), si->code, sizeof(si->code), &err) < 0 ||
+        chal_set_data(a->chal, si->challenge_id, &ctx, sizeof(ctx)) < 0 ||
         sms_send(a->sms, si->phone, si->code, (c->node.challenge.ttl + 59) / 60, sms_done, si,
                  &err) < 0) {
-        log_error("sms.not_sent err=%s", err);
+        log_error("sms.not_sent err=%s", err ? err : "cannot keep the challenge");
         free(err);
         if (*si->challenge_id)
             chal_cancel(a->chal, si->challenge_id);
         secret_wipe(si->code, sizeof(si->code));
         finish(si, OUT_ERROR, "sms_failed", 503, NULL);
+        return;
     }
+    ratelimit_sms_note(a->limits, si->username, si->phone, offline, wall);
 }
 
 /* ---- the sign-in ---- */
@@ -483,6 +553,15 @@ static int get_str(json_t *body, const char *key, char *out, size_t max, bool *p
     return 0;
 }
 
+/* Drops the request body, clearing the PIN and code in it and in the parse. */
+static void drop_body(struct evhttp_request *req, json_t *body)
+{
+    secret_wipe_str(json_string_value(json_object_get(body, "pin")));
+    secret_wipe_str(json_string_value(json_object_get(body, "otp")));
+    json_decref(body);
+    http_wipe_body(req);
+}
+
 static bool valid_ip(const char *s)
 {
     unsigned char buf[sizeof(struct in6_addr)];
@@ -490,22 +569,11 @@ static bool valid_ip(const char *s)
     return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
 }
 
-static bool valid_username(const char *s)
-{
-    for (; *s; s++) {
-        if ((unsigned char)*s <= ' ' || *s == 0x7f)
-            return false;
-    }
-    return true;
-}
-
 /* Common start of both requests: authorize, read the body, throttle. */
 static struct signin *begin(struct node *n, struct evhttp_request *req, json_t **body)
 {
-    const struct appconf *c = node_conf(n);
     char actor[130], peer[64];
     struct signin *si;
-    int retry;
 
     if (!node_authorize(n, req, APIKEY_AUTH, actor, sizeof(actor)))
         return NULL;
@@ -522,8 +590,6 @@ static struct signin *begin(struct node *n, struct evhttp_request *req, json_t *
     si->req = req;
     snprintf(si->client_ip, sizeof(si->client_ip), "%s",
              http_peer_address(req, peer, sizeof(peer)));
-    (void)c;
-    (void)retry;
     return si;
 }
 
@@ -568,9 +634,9 @@ void auth_handle_auth(struct evhttp_request *req, void *arg)
 
     if (!si)
         return;
-    if (get_str(body, "username", si->username, USERNAME_MAX, &present, &bad) < 0 || !present ||
-        !valid_username(si->username))
-        bad = bad ? bad : "username";
+    if (get_str(body, "username", si->username, sizeof(si->username) - 1, &present, &bad) < 0 ||
+        !present || users_check_username("username", si->username, NULL) < 0)
+        bad = "username";
     else if (get_str(body, "method", si->method, sizeof(si->method) - 1, &si->asked_method, &bad) <
                  0 ||
              (si->asked_method && strcmp(si->method, "sms") && strcmp(si->method, "totp") &&
@@ -584,13 +650,13 @@ void auth_handle_auth(struct evhttp_request *req, void *arg)
         bad = "client_ip";
     else if (present)
         snprintf(si->client_ip, sizeof(si->client_ip), "%s", ip);
-    json_decref(body);
+    drop_body(req, body);
     if (bad) {
         http_reply_error(req, 400, "bad_request", "%s: expected %s", bad,
                          strcmp(bad, "method") == 0      ? "\"sms\", \"totp\" or \"hotp\""
                          : strcmp(bad, "client_ip") == 0 ? "an IPv4 or IPv6 address"
                          : strcmp(bad, "username") == 0
-                             ? "a string of 1 to 128 characters without spaces"
+                             ? "a string of 1 to 128 characters, no spaces or controls"
                              : "a non-empty string of at most 16 characters");
         signin_free(si);
         return;
@@ -658,12 +724,21 @@ void auth_handle_verify(struct evhttp_request *req, void *arg)
     snprintf(si->challenge_id, sizeof(si->challenge_id), "%s", id);
     snprintf(si->method, sizeof(si->method), "sms");
     if (get_str(body, "otp", si->otp, SECRET_MAX, &present, &bad) < 0 || !present) {
-        json_decref(body);
+        drop_body(req, body);
         http_reply_error(req, 400, "bad_request", "otp: expected the code as a string");
         signin_free(si);
         return;
     }
-    json_decref(body);
+    drop_body(req, body);
+    /* The person's address and earlier failures, from when the challenge was made. */
+    if (chal_state(a->chal, si->challenge_id, clock_mono_ms(), &info) == CHAL_ST_PENDING &&
+        info.data_len == sizeof(struct chal_ctx)) {
+        struct chal_ctx ctx;
+
+        memcpy(&ctx, info.data, sizeof(ctx));
+        snprintf(si->client_ip, sizeof(si->client_ip), "%s", ctx.client_ip);
+        si->failures = ctx.had_failures;
+    }
     if (throttled(si))
         return;
     r = chal_verify(a->chal, si->challenge_id, si->otp, clock_mono_ms(), &info);
@@ -824,8 +899,9 @@ static void merge_offline(struct node *n, struct auth *a)
         "  SELECT lower(x.username), x.client_ip, x.failures, now()"
         "  FROM d, jsonb_to_recordset(d.j->'failures') AS x(username text, client_ip text,"
         "   failures int)"
-        "  ON CONFLICT (username, client_ip) DO UPDATE"
-        "   SET failures = greatest(l.failures, excluded.failures), last_failure = now()),"
+        "  ON CONFLICT (username, client_ip) DO UPDATE SET last_failure = now(),"
+        "   failures = CASE WHEN l.last_failure < now() - make_interval(secs => $3::int)"
+        "    THEN excluded.failures ELSE l.failures + excluded.failures END),"
         " m AS (UPDATE oath_tokens t SET"
         "   last_step = CASE WHEN t.kind = 'totp' THEN greatest(t.last_step, x.value)"
         "    ELSE t.last_step END,"
@@ -837,22 +913,39 @@ static void merge_offline(struct node *n, struct auth *a)
         "  SELECT to_timestamp(x.at_ms / 1000.0), $2, lower(x.username), x.phone"
         "  FROM d, jsonb_to_recordset(d.j->'sms') AS x(username text, phone text, at_ms bigint))"
         " SELECT 1";
-    char *json, *err = NULL;
-    const char *params[2];
+    char *json, *err = NULL, window[16];
+    const char *params[3];
 
     if (a->merging || !nodedb_writable(n->db))
         return;
     json = ratelimit_pending_json(a->limits);
     if (!json)
         return;
+    snprintf(window, sizeof(window), "%d", node_conf(n)->node.lockout.duration);
     params[0] = json;
     params[1] = n->id;
-    if (nodedb_write(n->db, sql, 2, params, PGCONN_SYNC_OFF, merge_done, a, &err) == 0)
+    params[2] = window;
+    if (nodedb_write(n->db, sql, 3, params, PGCONN_SYNC_OFF, merge_done, a, &err) == 0)
         a->merging = true;
     else
         ratelimit_merge_failed(a->limits);
     free(err);
     free(json);
+}
+
+/* Drops counts that no longer count: failures past the window, SMS past the hour. */
+static void prune(struct node *n)
+{
+    static const char sql[] = "WITH l AS (DELETE FROM lockouts"
+                              "  WHERE last_failure < now() - make_interval(secs => $1::int))"
+                              " DELETE FROM sms_sends WHERE at < now() - interval '1 hour'";
+    static char what_prune[] = "prune";
+    char window[16];
+    const char *params[1] = { window };
+
+    snprintf(window, sizeof(window), "%d", node_conf(n)->node.lockout.duration);
+    if (nodedb_write(n->db, sql, 1, params, PGCONN_SYNC_OFF, write_done, what_prune, NULL))
+        log_debug("auth.prune_deferred");
 }
 
 void auth_tick(struct node *n)
@@ -861,9 +954,11 @@ void auth_tick(struct node *n)
     uint64_t now = clock_mono_ms();
 
     chal_expire(a->chal, now);
+    if (daemon_every(n->d, 60000))
+        prune(n);
     if (daemon_every(n->d, 1000)) {
         merge_offline(n, a);
-        ratelimit_sweep(a->limits, node_conf(n)->node.lockout.duration, now);
+        ratelimit_sweep(a->limits, node_conf(n)->node.lockout.duration, now, clock_wall_ms());
     }
 }
 

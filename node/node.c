@@ -5,6 +5,8 @@
  */
 #include "node.h"
 
+#include <stdlib.h>
+
 #include "apikey.h"
 #include "db.h"
 #include "httpserver.h"
@@ -49,4 +51,21 @@ void node_reply_db_error(struct evhttp_request *req, const char *what, const cha
     }
     log_error("db.failed what=%s err=%s", what, err);
     http_reply_error(req, 500, "internal", "a database error occurred; see the node's log");
+}
+
+bool node_admin_write(struct node *n, struct evhttp_request *req, const char *what, const char *sql,
+                      int nparams, const char *const *params,
+                      void (*cb)(void *arg, const PGresult *res, const char *err), void *arg)
+{
+    char *err = NULL;
+    int rc = nodedb_write(n->db, sql, nparams, params, PGCONN_SYNC_REMOTE_APPLY, cb, arg, &err);
+
+    if (rc == 0)
+        return true;
+    if (rc == NODEDB_READ_ONLY)
+        node_reply_read_only(req);
+    else
+        node_reply_db_error(req, what, err);
+    free(err);
+    return false;
 }

@@ -14,6 +14,7 @@
 #include "appconf.h"
 #include "daemon.h"
 #include "keyfile.h"
+#include <libpq-fe.h>
 
 struct apikeys;
 struct nodedb;
@@ -46,6 +47,15 @@ const struct appconf *node_conf(const struct node *n);
  */
 bool node_authorize(struct node *n, struct evhttp_request *req, enum apikey_scope need, char *actor,
                     size_t size);
+
+/*
+ * Queues an admin write (<sql> with <params>, remote_apply) for <req>.
+ * Returns true when queued (<cb> will run); false after replying 503
+ * read_only or 500 itself — the caller frees its job.
+ */
+bool node_admin_write(struct node *n, struct evhttp_request *req, const char *what, const char *sql,
+                      int nparams, const char *const *params,
+                      void (*cb)(void *arg, const PGresult *res, const char *err), void *arg);
 
 /* Replies 503 read_only: no primary reachable, the change was not made. */
 void node_reply_read_only(struct evhttp_request *req);

@@ -1,5 +1,5 @@
 /*
- * The node's own sign-in counters; see limits.h.
+ * The node's own sign-in counters; see ratelimit.h.
  *
  * Pending state moves through three marks: PENDING (changed since the last
  * merge), MERGING (in the statement now on its way to the primary) and
@@ -30,7 +30,8 @@ struct bucket {
 };
 
 struct failure {
-    int failures;
+    int failures;         /* all this node saw in the window */
+    int offline_failures; /* those the primary has not seen */
     uint64_t last_ms;
     enum merge_mark mark;
     char user[129];
@@ -133,7 +134,7 @@ static void failure_key(char *key, size_t size, const char *user, const char *ad
 }
 
 void ratelimit_failure(struct ratelimit *l, const char *user, const char *addr, bool offline,
-                       uint64_t now_ms)
+                       int window_s, uint64_t now_ms)
 {
     char key[200];
     struct failure *f;
@@ -149,16 +150,22 @@ void ratelimit_failure(struct ratelimit *l, const char *user, const char *addr, 
         snprintf(f->user, sizeof(f->user), "%s", user);
         snprintf(f->addr, sizeof(f->addr), "%s", addr);
     }
+    if (f->last_ms + (uint64_t)window_s * 1000 < now_ms) {
+        f->failures = 0;
+        f->offline_failures = 0;
+    }
     f->failures++;
     f->last_ms = now_ms;
-    if (offline)
+    if (offline) {
+        f->offline_failures++;
         f->mark = MARK_PENDING;
+    }
 }
 
 struct count_arg {
     const char *user;
     uint64_t since_ms;
-    int total;
+    int total, total_offline;
 };
 
 static bool count_user(const char *key, void *value, void *arg)
@@ -167,24 +174,30 @@ static bool count_user(const char *key, void *value, void *arg)
     struct count_arg *c = arg;
 
     (void)key;
-    if (strcmp(f->user, c->user) == 0 && f->last_ms >= c->since_ms)
+    if (strcmp(f->user, c->user) == 0 && f->last_ms >= c->since_ms) {
         c->total += f->failures;
+        c->total_offline += f->offline_failures;
+    }
     return false;
 }
 
-int ratelimit_failures(struct ratelimit *l, const char *user, const char *addr, int window_s,
-                       uint64_t now_ms, int *total)
+void ratelimit_failures(struct ratelimit *l, const char *user, const char *addr, int window_s,
+                        uint64_t now_ms, struct ratelimit_counts *out)
 {
     char key[200];
     struct failure *f;
     uint64_t window = (uint64_t)window_s * 1000;
-    struct count_arg c = { user, now_ms > window ? now_ms - window : 0, 0 };
+    struct count_arg c = { user, now_ms > window ? now_ms - window : 0, 0, 0 };
 
     strmap_sweep(l->failures, count_user, &c);
-    *total = c.total;
     failure_key(key, sizeof(key), user, addr);
     f = strmap_get(l->failures, key);
-    return f && f->last_ms >= c.since_ms ? f->failures : 0;
+    if (!f || f->last_ms < c.since_ms)
+        f = NULL;
+    out->pair = f ? f->failures : 0;
+    out->pair_offline = f ? f->offline_failures : 0;
+    out->total = c.total;
+    out->total_offline = c.total_offline;
 }
 
 void ratelimit_clear(struct ratelimit *l, const char *user, const char *addr)
@@ -213,14 +226,21 @@ bool ratelimit_mark(struct ratelimit *l, const char *token_id, int64_t db_value,
     return true;
 }
 
-int ratelimit_sms_count(struct ratelimit *l, const char *key, uint64_t now_ms)
+bool ratelimit_marked(struct ratelimit *l, const char *token_id, int64_t value)
+{
+    const struct replay_mark *m = strmap_get(l->marks, token_id);
+
+    return m && value <= m->value;
+}
+
+int ratelimit_sms_count(struct ratelimit *l, const char *key, uint64_t wall_ms)
 {
     int n = 0;
 
     for (size_t i = 0; i < l->nsms; i++) {
         const struct sms_sent *s = &l->sms[i];
 
-        if (s->at_ms + HOUR_MS > now_ms &&
+        if (s->at_ms + HOUR_MS > wall_ms &&
             ((strncmp(key, "user:", 5) == 0 && strcmp(s->user, key + 5) == 0) ||
              (strncmp(key, "phone:", 6) == 0 && strcmp(s->phone, key + 6) == 0)))
             n++;
@@ -228,16 +248,17 @@ int ratelimit_sms_count(struct ratelimit *l, const char *key, uint64_t now_ms)
     return n;
 }
 
-int ratelimit_sms_node_count(struct ratelimit *l, uint64_t now_ms)
+int ratelimit_sms_node_count(struct ratelimit *l, uint64_t wall_ms)
 {
     int n = 0;
 
     for (size_t i = 0; i < l->nsms; i++)
-        n += l->sms[i].at_ms + HOUR_MS > now_ms;
+        n += l->sms[i].at_ms + HOUR_MS > wall_ms;
     return n;
 }
 
-void ratelimit_sms_note(struct ratelimit *l, const char *user, const char *phone, uint64_t now_ms)
+void ratelimit_sms_note(struct ratelimit *l, const char *user, const char *phone, bool offline,
+                        uint64_t wall_ms)
 {
     struct sms_sent *s;
 
@@ -254,8 +275,8 @@ void ratelimit_sms_note(struct ratelimit *l, const char *user, const char *phone
     memset(s, 0, sizeof(*s));
     snprintf(s->user, sizeof(s->user), "%s", user);
     snprintf(s->phone, sizeof(s->phone), "%s", phone);
-    s->at_ms = now_ms;
-    s->mark = MARK_PENDING;
+    s->at_ms = wall_ms;
+    s->mark = offline ? MARK_PENDING : MARK_CLEAN;
 }
 
 struct collect {
@@ -271,7 +292,7 @@ static bool collect_failure(const char *key, void *value, void *arg)
     if (f->mark != MARK_CLEAN) {
         json_array_append_new(c->failures,
                               json_pack("{s:s, s:s, s:i}", "username", f->user, "client_ip",
-                                        f->addr, "failures", f->failures));
+                                        f->addr, "failures", f->offline_failures));
         f->mark = MARK_MERGING;
     }
     return false;
@@ -323,8 +344,11 @@ static bool settle_failure(const char *key, void *value, void *arg)
     struct failure *f = value;
 
     (void)key;
-    if (f->mark == MARK_MERGING)
+    if (f->mark == MARK_MERGING) {
         f->mark = *(const enum merge_mark *)arg;
+        if (f->mark == MARK_CLEAN)
+            f->offline_failures = 0; /* the primary has them now */
+    }
     return false;
 }
 
@@ -402,7 +426,7 @@ static bool merged_mark(const char *key, void *value, void *arg)
     return true;
 }
 
-void ratelimit_sweep(struct ratelimit *l, int window_s, uint64_t now_ms)
+void ratelimit_sweep(struct ratelimit *l, int window_s, uint64_t now_ms, uint64_t wall_ms)
 {
     struct sweep_arg sw = { now_ms, (uint64_t)window_s * 1000 };
     size_t kept = 0;
@@ -411,7 +435,7 @@ void ratelimit_sweep(struct ratelimit *l, int window_s, uint64_t now_ms)
     strmap_sweep(l->failures, expired_failure, &sw);
     strmap_sweep(l->marks, merged_mark, NULL);
     for (size_t i = 0; i < l->nsms; i++) {
-        if (l->sms[i].mark != MARK_CLEAN || l->sms[i].at_ms + HOUR_MS > now_ms)
+        if (l->sms[i].mark != MARK_CLEAN || l->sms[i].at_ms + HOUR_MS > wall_ms)
             l->sms[kept++] = l->sms[i];
     }
     l->nsms = kept;

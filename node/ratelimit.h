@@ -42,14 +42,18 @@ void ratelimit_addr_failure(struct ratelimit *l, const char *addr, int per_minut
  * own write reached the database it reads.
  */
 void ratelimit_failure(struct ratelimit *l, const char *user, const char *addr, bool offline,
-                       uint64_t now_ms);
+                       int window_s, uint64_t now_ms);
 
-/*
- * This node's failures of <user> from <addr> within the last <window_s>
- * seconds, and of <user> from every address in *total.
- */
-int ratelimit_failures(struct ratelimit *l, const char *user, const char *addr, int window_s,
-                       uint64_t now_ms, int *total);
+/* This node's failures of one user within the lockout window. */
+struct ratelimit_counts {
+    int pair;         /* from the address asked about */
+    int total;        /* from every address */
+    int pair_offline; /* of those, the ones the primary has not seen */
+    int total_offline;
+};
+
+void ratelimit_failures(struct ratelimit *l, const char *user, const char *addr, int window_s,
+                        uint64_t now_ms, struct ratelimit_counts *out);
 
 /* Forgets <user>'s failures from <addr> (a successful sign-in). */
 void ratelimit_clear(struct ratelimit *l, const char *user, const char *addr);
@@ -61,11 +65,18 @@ void ratelimit_clear(struct ratelimit *l, const char *user, const char *addr);
  */
 bool ratelimit_mark(struct ratelimit *l, const char *token_id, int64_t db_value, int64_t value);
 
-/* SMS sent offline in the last hour to <key> (a user or a phone, prefixed). */
-int ratelimit_sms_count(struct ratelimit *l, const char *key, uint64_t now_ms);
-/* SMS sent offline by this node in the last hour. */
-int ratelimit_sms_node_count(struct ratelimit *l, uint64_t now_ms);
-void ratelimit_sms_note(struct ratelimit *l, const char *user, const char *phone, uint64_t now_ms);
+/* True when this node has marked <value> or a later one used for the token. */
+bool ratelimit_marked(struct ratelimit *l, const char *token_id, int64_t value);
+
+/*
+ * SMS this node sent in the hour before <wall_ms> to <key> ("user:NAME" or
+ * "phone:NUMBER"), and in all. Counted when the challenge is made, so
+ * requests in flight count at once; <offline> ones are merged later.
+ */
+int ratelimit_sms_count(struct ratelimit *l, const char *key, uint64_t wall_ms);
+int ratelimit_sms_node_count(struct ratelimit *l, uint64_t wall_ms);
+void ratelimit_sms_note(struct ratelimit *l, const char *user, const char *phone, bool offline,
+                        uint64_t wall_ms);
 
 /*
  * The pending offline state as JSON text for the merge statement: arrays of
@@ -80,6 +91,6 @@ void ratelimit_merged(struct ratelimit *l);
 void ratelimit_merge_failed(struct ratelimit *l);
 
 /* Drops full buckets and merged counters older than <window_s> (the tick). */
-void ratelimit_sweep(struct ratelimit *l, int window_s, uint64_t now_ms);
+void ratelimit_sweep(struct ratelimit *l, int window_s, uint64_t now_ms, uint64_t wall_ms);
 
 #endif

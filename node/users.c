@@ -26,16 +26,6 @@
 #include "secrets.h"
 #include "users_priv.h"
 
-/* Overwrites the request body once it is parsed: it may hold a PIN. */
-static void wipe_body(struct evhttp_request *req)
-{
-    struct evbuffer *in = evhttp_request_get_input_buffer(req);
-    size_t len = evbuffer_get_length(in);
-
-    if (len)
-        secret_wipe(evbuffer_pullup(in, (ev_ssize_t)len), len);
-}
-
 /* Replies 400 with *err (a sentence naming the field) and frees it. */
 static void reply_invalid(struct evhttp_request *req, char **err)
 {
@@ -203,7 +193,7 @@ void users_handle_create(struct evhttp_request *req, void *arg)
     if (!node_authorize(n, req, APIKEY_ADMIN, actor, sizeof(actor)))
         return;
     body = http_read_json(req);
-    wipe_body(req);
+    http_wipe_body(req);
     if (!body)
         return;
     if (users_fields_from_json(body, true, &f, &err) < 0) {
@@ -235,7 +225,7 @@ void users_handle_create(struct evhttp_request *req, void *arg)
     if (users_write(n, req, "user.create", sql, 9, params, create_done, j) == 0)
         j = NULL;
 done:
-    users_wipe_string(f.pin);
+    secret_wipe_str(f.pin);
     secret_wipe(hash, sizeof(hash));
     free(err);
     free(detail);
@@ -295,7 +285,7 @@ void users_handle_update(struct evhttp_request *req, void *arg)
         goto done;
     }
     body = http_read_json(req);
-    wipe_body(req);
+    http_wipe_body(req);
     if (!body)
         goto done;
     if (users_fields_from_json(body, false, &f, &err) < 0) {
@@ -326,7 +316,7 @@ void users_handle_update(struct evhttp_request *req, void *arg)
     if (users_write(n, req, "user.update", sql, 11, params, update_done, j) == 0)
         j = NULL;
 done:
-    users_wipe_string(f.pin);
+    secret_wipe_str(f.pin);
     secret_wipe(hash, sizeof(hash));
     free(err);
     free(detail);

@@ -195,9 +195,3 @@ struct users_job *users_job_new(struct node *n, struct evhttp_request *req)
     j->req = req;
     return j;
 }
-
-void users_wipe_string(const char *s)
-{
-    if (s)
-        secret_wipe((void *)(uintptr_t)s, strlen(s));
-}

@@ -129,12 +129,6 @@ struct users_job {
     int limit;
 };
 
-/*
- * Wipes the string <s> that belongs to a JSON value of a request (a PIN, a
- * seed): jansson hands it out as const, but it is ours to clear. NULL is fine.
- */
-void users_wipe_string(const char *s);
-
 /* Allocates a job for <req>, or replies 500 and returns NULL. */
 struct users_job *users_job_new(struct node *n, struct evhttp_request *req);
 

@@ -108,7 +108,7 @@ static void reply_secret(struct evhttp_request *req, json_t *out)
     }
     for (size_t i = 0; i < MFA_ARRAY_LEN(keys); i++) {
         json_t *v = json_object_get(out, keys[i]);
-        users_wipe_string(json_string_value(v));
+        secret_wipe_str(json_string_value(v));
     }
     json_decref(out);
 }

@@ -71,7 +71,9 @@ def test_sms_challenge_flow(node_cluster):
                                                   "attempts_exhausted"]
     assert verify(n1, key, cid, code)[0] == 410
 
-    # Those wrong codes count toward lockout: four so far from this address.
+    # Those wrong codes count toward lockout (the success before cleared the
+    # count): three so far, two wrong PINs make five.
+    assert auth(n1, key, username="alice", pin="9999")[1]["reason"] == "wrong_pin"
     assert auth(n1, key, username="alice", pin="9999")[1]["reason"] == "wrong_pin"
     assert auth(n1, key, username="alice", pin="1234")[1]["reason"] == "locked_out"
 
@@ -221,6 +223,9 @@ def test_primary_gone_sign_ins_go_on_and_nothing_is_lost(node_cluster):
     # holds every decision made meanwhile, exactly once.
     cluster.pg.primary.start()
     wait_for(lambda: n2.status()["writable"], 30, "n2 writable again")
+    # Before the merge reached the primary, this node's own marks still hold.
+    assert signin(username="frank", otp=otp_ref.totp(seed, step_offset=1))["reason"] == \
+        "replayed"
     wait_for(lambda: len(auth_log_rows(cluster, "n2")) >= len(decisions), 30,
              "n2's auth log shipped")
     rows = auth_log_rows(cluster, "n2")

@@ -109,3 +109,67 @@ def test_sms_limits_per_user_and_cluster(node_cluster_factory):
     status, doc = start(n1, "s3")
     assert status == 503 and doc["reason"] == "sms_cap_reached"
     assert len(n1.sms()) == 5
+
+
+def test_parallel_sms_starts_respect_the_per_user_limit(node_cluster_factory):
+    import concurrent.futures
+    cluster = node_cluster_factory("sms = { per_user_per_hour = 5; };")
+    n2, key = cluster.nodes[1], cluster.auth_key
+    assert cluster.nodes[0].api("POST", "/api/v1/users", {"username": "pat", "method": "sms",
+                                                          "phone": "+15557770000"})[0] == 201
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(
+            lambda _: n2.request("POST", "/api/v1/auth", {"username": "pat"}, key=key),
+            range(30)))
+    challenges = [a for a in answers if a[1]["result"] == "challenge"]
+    limited = [a for a in answers if a[0] == 429]
+    assert len(challenges) == 5 and len(limited) == 25, answers
+    assert limited[0][1]["error"] == "sms_rate_limited" and limited[0][1]["detail"]
+    assert len(n2.sms()) == 5
+
+
+def test_verify_counts_against_the_address_that_signed_in(node_cluster):
+    n1, key = node_cluster.nodes[0], node_cluster.auth_key
+    n1.api("POST", "/api/v1/users", {"username": "quinn", "method": "sms",
+                                     "phone": "+15557770001"})
+    doc = n1.request("POST", "/api/v1/auth", {"username": "quinn",
+                                              "client_ip": "203.0.113.66"}, key=key)[1]
+    assert n1.request("POST", f"/api/v1/challenges/{doc['challenge_id']}/verify",
+                      {"otp": "000000"}, key=key)[1]["reason"] == "wrong_code"
+    rows = wait_for(lambda: node_cluster.pg.primary.query(
+        "SELECT client_ip, failures FROM lockouts WHERE username = 'quinn'", dbname="mfa"),
+        10, "the failure recorded")
+    assert rows == [("203.0.113.66", 1)]
+
+
+def test_a_totp_user_with_a_pin_must_give_it(node_cluster):
+    n1, key = node_cluster.nodes[0], node_cluster.auth_key
+    n1.api("POST", "/api/v1/users", {"username": "rita", "method": "totp", "pin": "8642"})
+    status, doc = n1.api("POST", "/api/v1/users/rita/totp")
+    seed = otp_ref.b32decode(doc["secret"])
+
+    def auth(**body):
+        return n1.request("POST", "/api/v1/auth", {"username": "rita", **body}, key=key)[1]
+
+    assert auth(otp=otp_ref.totp(seed))["reason"] == "pin_required"
+    assert auth(otp=otp_ref.totp(seed), pin="0000")["reason"] == "wrong_pin"
+    assert auth(otp=otp_ref.totp(seed), pin="8642")["result"] == "accepted"
+
+
+def test_admin_writes_wait_until_the_standby_applied_them(node_cluster):
+    import threading
+    n1, n2 = node_cluster.nodes
+    standby = node_cluster.pg.standbys[0]
+    standby.query("SELECT pg_wal_replay_pause()")
+    done = []
+    t = threading.Thread(target=lambda: done.append(
+        n1.api("POST", "/api/v1/users", {"username": "sam", "method": "totp"}, timeout=30)))
+    try:
+        t.start()
+        t.join(1.5)
+        assert not done, "acknowledged before the standby applied it"
+    finally:
+        standby.query("SELECT pg_wal_replay_resume()")
+    t.join(30)
+    assert done and done[0][0] == 201, done
+    assert n2.api("GET", "/api/v1/users/sam")[0] == 200
