@@ -190,7 +190,7 @@ static void cache_remove(struct apikeys *k, const char *hash)
     k->generation++;
 }
 
-/* A create or revoke waiting for the primary. */
+/* A create, list or revoke waiting for the database. */
 struct key_job {
     struct node *n;
     struct evhttp_request *req;
@@ -199,6 +199,20 @@ struct key_job {
     char name[NAME_MAX_LEN + 1];
     enum apikey_scope scope;
 };
+
+/* Allocates a job for <req>, or replies 500 and returns NULL. */
+static struct key_job *job_new(struct node *n, struct evhttp_request *req)
+{
+    struct key_job *j = calloc(1, sizeof(*j));
+
+    if (!j) {
+        http_reply_error(req, 500, "internal", "out of memory");
+        return NULL;
+    }
+    j->n = n;
+    j->req = req;
+    return j;
+}
 
 static void job_free(struct key_job *j)
 {
@@ -246,10 +260,9 @@ void apikeys_handle_create(struct evhttp_request *req, void *arg)
         return;
     name = json_string_value(json_object_get(body, "name"));
     scope = json_string_value(json_object_get(body, "scope"));
-    j = calloc(1, sizeof(*j));
+    j = job_new(n, req);
     if (!j) {
         json_decref(body);
-        http_reply_error(req, 500, "internal", "out of memory");
         return;
     }
     if (!name || !*name || strlen(name) > NAME_MAX_LEN || scope_parse(scope, &j->scope) < 0) {
@@ -260,8 +273,6 @@ void apikeys_handle_create(struct evhttp_request *req, void *arg)
                          "\"admin\"");
         return;
     }
-    j->n = n;
-    j->req = req;
     snprintf(j->name, sizeof(j->name), "%s", name);
     json_decref(body);
     if (apikey_new(j->key, sizeof(j->key)) < 0) {
@@ -300,12 +311,9 @@ void apikeys_handle_list(struct evhttp_request *req, void *arg)
 
     if (!node_authorize(n, req, APIKEY_ADMIN, actor, sizeof(actor)))
         return;
-    j = calloc(1, sizeof(*j));
-    if (!j) {
-        http_reply_error(req, 500, "internal", "out of memory");
+    j = job_new(n, req);
+    if (!j)
         return;
-    }
-    j->req = req;
     if (nodedb_read(n->db,
                     "SELECT id, name, scope, prefix, created_by, created_at, revoked_at"
                     " FROM api_keys ORDER BY id",
@@ -354,13 +362,9 @@ void apikeys_handle_revoke(struct evhttp_request *req, void *arg)
         http_reply_error(req, 400, "bad_request", "the key id must be a number");
         return;
     }
-    j = calloc(1, sizeof(*j));
-    if (!j) {
-        http_reply_error(req, 500, "internal", "out of memory");
+    j = job_new(n, req);
+    if (!j)
         return;
-    }
-    j->n = n;
-    j->req = req;
     params[0] = id;
     params[1] = actor;
     params[2] = n->id;

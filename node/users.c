@@ -107,21 +107,13 @@ void users_handle_get(struct evhttp_request *req, void *arg)
     static const char sql[] = "SELECT " USERS_COLS " FROM users u"
                               " WHERE lower(u.username) = lower($1)";
     struct node *n = arg;
-    char actor[USERS_ACTOR_MAX], action[16];
+    char actor[USERS_ACTOR_MAX];
     const char *params[1];
     struct users_job *j;
 
-    if (!node_authorize(n, req, APIKEY_ADMIN, actor, sizeof(actor)))
-        return;
-    j = users_job_new(n, req);
+    j = users_job_for_path(n, req, actor, NULL, 0);
     if (!j)
         return;
-    if (users_path(req, j->username, action, sizeof(action)) < 0)
-        goto fail;
-    if (*action) {
-        http_reply_error(req, 404, "not_found", "no such resource");
-        goto fail;
-    }
     params[0] = j->username;
     if (users_read(n, req, "user.get", sql, 1, params, get_done, j) < 0)
         goto fail;
@@ -267,23 +259,15 @@ void users_handle_update(struct evhttp_request *req, void *arg)
         " SELECT (SELECT count(*) FROM cur) AS found, " USERS_COLS
         " FROM (SELECT 1) AS one LEFT JOIN u ON true";
     struct node *n = arg;
-    char actor[USERS_ACTOR_MAX], action[16], hash[PIN_HASH_MAX], *detail = NULL, *err = NULL;
+    char actor[USERS_ACTOR_MAX], hash[PIN_HASH_MAX], *detail = NULL, *err = NULL;
     const char *params[11];
     struct users_fields f = { .disabled = -1 };
     struct users_job *j;
     json_t *body = NULL;
 
-    if (!node_authorize(n, req, APIKEY_ADMIN, actor, sizeof(actor)))
-        return;
-    j = users_job_new(n, req);
+    j = users_job_for_path(n, req, actor, NULL, 0);
     if (!j)
         return;
-    if (users_path(req, j->username, action, sizeof(action)) < 0)
-        goto done;
-    if (*action) {
-        http_reply_error(req, 404, "not_found", "no such resource");
-        goto done;
-    }
     body = http_read_json(req);
     http_wipe_body(req);
     if (!body)
@@ -355,21 +339,13 @@ void users_handle_delete(struct evhttp_request *req, void *arg)
         "   jsonb_build_object('tokens_deleted', (SELECT count(*) FROM t)) FROM u)"
         " SELECT username FROM u";
     struct node *n = arg;
-    char actor[USERS_ACTOR_MAX], action[16];
+    char actor[USERS_ACTOR_MAX];
     const char *params[3];
     struct users_job *j;
 
-    if (!node_authorize(n, req, APIKEY_ADMIN, actor, sizeof(actor)))
-        return;
-    j = users_job_new(n, req);
+    j = users_job_for_path(n, req, actor, NULL, 0);
     if (!j)
         return;
-    if (users_path(req, j->username, action, sizeof(action)) < 0)
-        goto fail;
-    if (*action) {
-        http_reply_error(req, 404, "not_found", "no such resource");
-        goto fail;
-    }
     params[0] = j->username;
     params[1] = actor;
     params[2] = n->id;
@@ -420,14 +396,10 @@ void users_handle_action(struct evhttp_request *req, void *arg)
     char actor[USERS_ACTOR_MAX], action[16];
     struct users_job *j;
 
-    if (!node_authorize(n, req, APIKEY_ADMIN, actor, sizeof(actor)))
-        return;
-    j = users_job_new(n, req);
+    j = users_job_for_path(n, req, actor, action, sizeof(action));
     if (!j)
         return;
-    if (users_path(req, j->username, action, sizeof(action)) < 0) {
-        free(j);
-    } else if (strcmp(action, "disable") == 0 || strcmp(action, "enable") == 0) {
+    if (strcmp(action, "disable") == 0 || strcmp(action, "enable") == 0) {
         set_disabled(n, req, actor, j, strcmp(action, "disable") == 0);
     } else if (strcmp(action, "totp") == 0) {
         users_totp_enrol(n, req, actor, j);

@@ -195,3 +195,26 @@ struct users_job *users_job_new(struct node *n, struct evhttp_request *req)
     j->req = req;
     return j;
 }
+
+struct users_job *users_job_for_path(struct node *n, struct evhttp_request *req, char *actor,
+                                     char *action, size_t asize)
+{
+    char none[16];
+    struct users_job *j;
+
+    if (!node_authorize(n, req, APIKEY_ADMIN, actor, USERS_ACTOR_MAX))
+        return NULL;
+    j = users_job_new(n, req);
+    if (!j)
+        return NULL;
+    if (users_path(req, j->username, action ? action : none, action ? asize : sizeof(none)) < 0)
+        goto fail;
+    if (!action && *none) {
+        http_reply_error(req, 404, "not_found", "no such resource");
+        goto fail;
+    }
+    return j;
+fail:
+    free(j);
+    return NULL;
+}

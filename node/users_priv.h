@@ -133,6 +133,16 @@ struct users_job {
 struct users_job *users_job_new(struct node *n, struct evhttp_request *req);
 
 /*
+ * The start of a request on /api/v1/users/{username}[/{action}]: checks that
+ * <req> carries an admin key (its name into <actor> of USERS_ACTOR_MAX),
+ * allocates the job and decodes the path into j->username and <action> of
+ * <asize>. With <action> NULL the path may not name an action (404). Returns
+ * the job, which the caller owns, or NULL after replying.
+ */
+struct users_job *users_job_for_path(struct node *n, struct evhttp_request *req, char *actor,
+                                     char *action, size_t asize);
+
+/*
  * POST /api/v1/users/{j->username}/totp for <actor> (users_totp.c). Takes
  * <j> (frees it) and replies, now or later.
  */

@@ -10,40 +10,33 @@ client's loop keeps ticking), concurrency, and the response body limit.
 import json
 import os
 import re
-import socket
 import ssl
 import subprocess
 import sys
-import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
 import certs
+import servers as srv
 
 TOOL = "mfa-http-fetch"
 
 
 # ---- PKI ----
 
-class Pki:
+class Pki(srv.Pki):
     def __init__(self, d):
-        self.dir = d
-        self.ca = certs.make_ca(d, "ca")
-        self.other_ca = certs.make_ca(d, "otherca")
-        # IP only: https://localhost/ must fail the host name check.
-        self.server = certs.issue(d, self.ca, "server", certs.server_ext(dns=None))
+        super().__init__(d)
         self.client = certs.issue(d, self.ca, "client", certs.CLIENT_EXT)
         self.rogue_client = certs.issue(d, self.other_ca, "rogue", certs.CLIENT_EXT)
 
 
 @pytest.fixture(scope="module")
 def pki():
-    with tempfile.TemporaryDirectory(prefix="mfa-hc-") as d:
-        yield Pki(d)
+    yield from srv.temp_pki(Pki, "mfa-hc-")
 
 
 # ---- servers ----
@@ -110,152 +103,45 @@ class Handler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_DELETE = do_PATCH = _echo
 
 
-class Server(ThreadingHTTPServer):
-    """An http.server on a free 127.0.0.1 port; TLS when given a context."""
-
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, ctx=None):
-        self.ctx = ctx
-        self.tls_errors = []
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.port = self.server_address[1]
-        self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-        self.thread.start()
-
-    def url(self, path, host="127.0.0.1"):
-        return f"{'https' if self.ctx else 'http'}://{host}:{self.port}{path}"
-
-    def finish_request(self, request, client_address):
-        request.settimeout(10)
-        if self.ctx:
-            try:
-                request = self.ctx.wrap_socket(request, server_side=True)
-            except (ssl.SSLError, OSError) as e:
-                self.tls_errors.append(str(e))
-                return
-        try:
-            super().finish_request(request, client_address)
-        except (ssl.SSLError, OSError) as e:
-            self.tls_errors.append(str(e))
-        finally:
-            request.close()
-
-    def stop(self):
-        self.shutdown()
-        self.server_close()
-        self.thread.join(5)
-
-
-class HangServer:
-    """Accepts connections and never sends a byte."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.sock.settimeout(0.05)
-        self.port = self.sock.getsockname()[1]
-        self.conns = []
-        self.accepted = 0
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        while not self.done.is_set():
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.conns.append(c)
-            self.accepted += 1
-
-    def url(self, path="/", scheme="http"):
-        return f"{scheme}://127.0.0.1:{self.port}{path}"
-
-    def stop(self):
-        self.done.set()
-        self.thread.join(5)
-        for c in self.conns:
-            c.close()
-        self.sock.close()
-
-
-def _server_ctx(pki, require_client=False, max_version=None, min_version=None, ciphers=None):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(pki.server[1], pki.server[0])
-    if require_client:
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.load_verify_locations(pki.ca[1])
-    if ciphers:
-        ctx.set_ciphers(ciphers)
-    if min_version:
-        ctx.minimum_version = min_version
-    if max_version:
-        ctx.maximum_version = max_version
-    return ctx
-
-
 @pytest.fixture
 def servers():
     """Starts servers on demand; stops them all at the end of the test."""
-    started = []
-
-    def start(kind="http", **kw):
-        s = HangServer() if kind == "hang" else Server(kw.get("ctx"))
-        started.append(s)
-        return s
-
-    yield start
-    for s in started:
-        s.stop()
+    def make(kind="http", **kw):
+        return srv.SilentServer() if kind == "hang" else srv.HttpServer(Handler, kw.get("ctx"))
+    yield from srv.started(make)
 
 
 # ---- the client ----
 
 LINE = re.compile(r"^response idx=(\d+) status=(\d+) body_len=(\d+) elapsed=([\d.]+)(.*)$")
 EXTRA = re.compile(r'^(?: json=(\S*))?(?: json_error="(.*?)")?(?: body=(.*))?$')
-DONE = re.compile(r"^done ticks=(\d+) max_gap_ms=(\d+) total=([\d.]+) requests=(\d+) "
-                  r"failures=(\d+) in_flight=(\d+)$")
 
 
-class Result:
-    def __init__(self, proc):
-        self.rc = proc.returncode
-        self.stdout, self.stderr = proc.stdout, proc.stderr
-        self.responses = []   # in completion order
-        self.done = None
-        for line in proc.stdout.splitlines():
-            m = LINE.match(line)
-            if m:
-                extra, _, error = m.group(5).partition(" error=")
-                e = EXTRA.match(extra)
-                assert e, line
-                self.responses.append({
-                    "idx": int(m.group(1)), "status": int(m.group(2)),
-                    "body_len": int(m.group(3)), "elapsed": float(m.group(4)),
-                    "json": json.loads(e.group(1)) if e.group(1) not in (None, "-") else None,
-                    "json_error": e.group(2), "body": e.group(3),
-                    "error": None if error == "-" else error,
-                })
-                continue
-            m = DONE.match(line)
-            if m:
-                self.done = {"ticks": int(m.group(1)), "max_gap_ms": int(m.group(2)),
-                             "total": float(m.group(3)), "requests": int(m.group(4)),
-                             "failures": int(m.group(5)), "in_flight": int(m.group(6))}
+class Result(srv.ToolRun):
+    DONE = srv.done_line("requests", "failures")
+
+    def item(self, line):
+        m = LINE.match(line)
+        if not m:
+            return None
+        extra, _, error = m.group(5).partition(" error=")
+        e = EXTRA.match(extra)
+        assert e, line
+        return {
+            "idx": int(m.group(1)), "status": int(m.group(2)),
+            "body_len": int(m.group(3)), "elapsed": float(m.group(4)),
+            "json": json.loads(e.group(1)) if e.group(1) not in (None, "-") else None,
+            "json_error": e.group(2), "body": e.group(3),
+            "error": None if error == "-" else error,
+        }
+
+    @property
+    def responses(self):  # in completion order
+        return self.items
 
     def by_idx(self, i):
         [r] = [r for r in self.responses if r["idx"] == i]
         return r
-
-    def __repr__(self):
-        return f"rc={self.rc}\nstdout:\n{self.stdout}\nstderr:\n{self.stderr}"
 
 
 @pytest.fixture
@@ -263,11 +149,7 @@ def fetch(tool):
     path = tool(TOOL)
 
     def run(*args, env=None, expect_rc=None):
-        p = subprocess.run([path, *args], capture_output=True, text=True, timeout=90,
-                           env=dict(os.environ, **(env or {})))
-        r = Result(p)
-        # ASan/LSan report leaks and errors on stderr with their own exit code.
-        assert "Sanitizer" not in p.stderr, r
+        r = srv.run_tool([path, *args], Result, env=env)
         assert r.rc in (0, 1), r
         if expect_rc is not None:
             assert r.rc == expect_rc, r
@@ -340,7 +222,7 @@ def test_transport_failures_are_reported(servers, fetch):
 # ---- (b) server verification ----
 
 def test_https_ca_verification(pki, servers, fetch):
-    s = servers(ctx=_server_ctx(pki))
+    s = servers(ctx=pki.server_ctx())
     r = fetch(*_tls_args(pki, client=False), "--print-body", s.url("/hello"), expect_rc=0)
     assert r.responses[0]["status"] == 200 and r.responses[0]["body"] == "hello"
 
@@ -379,7 +261,7 @@ def test_bad_tls_settings_fail_at_start(pki, fetch, tool):
 # ---- (c) mutual TLS ----
 
 def test_mutual_tls(pki, servers, fetch):
-    s = servers(ctx=_server_ctx(pki, require_client=True))
+    s = servers(ctx=pki.server_ctx(require_client=True))
     r = fetch(*_tls_args(pki), "--print-body", s.url("/hello"), expect_rc=0)
     assert r.responses[0]["status"] == 200 and r.responses[0]["body"] == "hello", r
 
@@ -422,8 +304,8 @@ with socket.create_connection(("127.0.0.1", int(sys.argv[2])), timeout=10) as ra
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion:DeprecationWarning")
 def test_tls11_server_is_refused(pki, servers, fetch):
     try:
-        ctx = _server_ctx(pki, min_version=ssl.TLSVersion.TLSv1,
-                          max_version=ssl.TLSVersion.TLSv1_1, ciphers="DEFAULT:@SECLEVEL=0")
+        ctx = pki.server_ctx(min_version=ssl.TLSVersion.TLSv1,
+                             max_version=ssl.TLSVersion.TLSv1_1, ciphers="DEFAULT:@SECLEVEL=0")
     except (ssl.SSLError, ValueError) as e:
         pytest.skip(f"Python's OpenSSL cannot configure a TLS 1.1 server: {e}")
     s = servers(ctx=ctx)
@@ -446,8 +328,8 @@ def test_tls11_server_is_refused(pki, servers, fetch):
 
 
 def test_min_tls13(pki, servers, fetch):
-    tls12 = servers(ctx=_server_ctx(pki, max_version=ssl.TLSVersion.TLSv1_2))
-    tls13 = servers(ctx=_server_ctx(pki))
+    tls12 = servers(ctx=pki.server_ctx(max_version=ssl.TLSVersion.TLSv1_2))
+    tls13 = servers(ctx=pki.server_ctx())
     # TLS 1.2 is fine by default ...
     r = fetch(*_tls_args(pki, client=False), tls12.url("/hello"), expect_rc=0)
     assert r.responses[0]["status"] == 200
@@ -461,20 +343,13 @@ def test_min_tls13(pki, servers, fetch):
 
 # ---- (e) deadlines and concurrency ----
 
-def _assert_loop_ran(r, seconds):
-    # A 10 ms timer: at least half of the ticks it could have had, and never a
-    # long stall between two of them.
-    assert r.done["ticks"] >= seconds * 100 * 0.5, r
-    assert r.done["max_gap_ms"] < 250, r
-
-
 def test_deadline_on_silent_server(servers, fetch):
     hang = servers("hang")
     r = fetch("--timeout-ms", "1500", hang.url("/"), expect_rc=1)
     resp = r.responses[0]
     assert resp["status"] == 0 and "timed out" in resp["error"], r
     assert 1.5 - 0.1 <= resp["elapsed"] <= 1.5 + 1.0, r
-    _assert_loop_ran(r, resp["elapsed"])
+    srv.assert_loop_ran(r, resp["elapsed"])
 
 
 def test_connect_deadline_covers_tls_handshake(pki, servers, fetch):
@@ -484,7 +359,7 @@ def test_connect_deadline_covers_tls_handshake(pki, servers, fetch):
     resp = r.responses[0]
     assert resp["status"] == 0 and re.search(r"timed out|timeout", resp["error"]), r
     assert 1.0 - 0.1 <= resp["elapsed"] <= 1.0 + 1.0, r
-    _assert_loop_ran(r, resp["elapsed"])
+    srv.assert_loop_ran(r, resp["elapsed"])
 
 
 def test_concurrent_requests_are_independent(servers, fetch):
@@ -507,7 +382,7 @@ def test_concurrent_requests_are_independent(servers, fetch):
     assert r.done["total"] < 3.5, r
     assert hang.accepted == 3
     assert r.done["requests"] == 5 and r.done["failures"] == 3 and r.done["in_flight"] == 0
-    _assert_loop_ran(r, r.done["total"])
+    srv.assert_loop_ran(r, r.done["total"])
 
 
 def test_free_with_requests_pending(servers, fetch):

@@ -5,17 +5,16 @@ after the probe was SIGKILLed (also mid-batch, and with a torn last line as a
 host crash leaves it), and when the same spool is shipped twice."""
 
 import os
-import queue
 import re
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 
 import pytest
 
 from pgcluster import wait_for
+from probe import LineProbe
 
 
 def schema_apply(tool, inst):
@@ -23,62 +22,15 @@ def schema_apply(tool, inst):
                    capture_output=True, text=True, timeout=60)
 
 
-class Probe:
+class Probe(LineProbe):
     """mfa-authlog-probe in the background; its stdout lines are collected."""
 
     def __init__(self, tool, spool, node_id, conninfo, *args):
-        self.proc = subprocess.Popen(
-            [tool("mfa-authlog-probe"), spool, node_id, conninfo, *args],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            bufsize=1)
-        self.lines = []
-        self._q = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self._q.put(line.rstrip("\n"))
-        self._q.put(None)
-
-    def expect(self, pattern, timeout, where=None):
-        """Returns the match of the first new line matching <pattern> (and <where>)."""
-        deadline = time.monotonic() + timeout
-        rx = re.compile(pattern)
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no line matching {pattern!r} in {timeout}s; "
-                                   f"got {self.lines[-10:]}")
-            try:
-                line = self._q.get(timeout=left)
-            except queue.Empty:
-                continue
-            if line is None:
-                self._q.put(None)
-                raise AssertionError(f"probe exited ({self.proc.wait()}) before "
-                                     f"{pattern!r}: {self.lines[-10:]} {self.proc.stderr.read()}")
-            self.lines.append(line)
-            m = rx.search(line)
-            if m and (where is None or where(m)):
-                return m
-
-    def send(self, text):
-        self.proc.stdin.write(text + "\n")
-        self.proc.stdin.flush()
+        super().__init__([tool("mfa-authlog-probe"), spool, node_id, conninfo, *args])
 
     def finish(self, timeout=60):
         """Waits for the exit; returns (exit code, the fields of the "done" line)."""
-        try:
-            self.proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        rc = self.proc.wait(timeout)
-        self._reader.join(timeout)
-        while not self._q.empty():
-            line = self._q.get()
-            if line is not None:
-                self.lines.append(line)
+        rc = self.wait(timeout)
         done = [ln for ln in self.lines if ln.startswith("done ")]
         fields = dict(kv.split("=") for kv in done[-1][5:].split()) if done else {}
         return rc, {k: int(v) for k, v in fields.items()}

@@ -11,19 +11,14 @@ for anything but loopback, and shutdown with messages in flight.
 """
 
 import json
-import os
 import re
-import socket
-import ssl
-import subprocess
-import tempfile
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs
 
 import pytest
 
-import certs
+import servers as srv
 
 TOOL = "mfa-sms-send"
 PHONE = "+4917012345678"
@@ -42,11 +37,11 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n).decode() if n else ""
-        srv = self.server
-        with srv.lock:
-            srv.requests.append({"path": self.path, "headers": dict(self.headers.items()),
-                                 "body": body})
-            status = srv.statuses.pop(0) if srv.statuses else 200
+        gw = self.server
+        with gw.lock:
+            gw.requests.append({"path": self.path, "headers": dict(self.headers.items()),
+                                "body": body})
+            status = gw.statuses.pop(0) if gw.statuses else 200
         data = json.dumps({"status": status, "echo": body}).encode()  # a gateway may echo
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -55,147 +50,59 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-class Gateway(ThreadingHTTPServer):
+class Gateway(srv.HttpServer):
     """Answers POSTs with the scripted <statuses> in turn, then 200."""
 
-    daemon_threads = True
-    block_on_close = False
-
     def __init__(self, statuses=(), ctx=None):
-        self.ctx = ctx
         self.statuses = list(statuses)
         self.requests = []
-        self.tls_errors = []
         self.lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.port = self.server_address[1]
-        self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-        self.thread.start()
+        super().__init__(Handler, ctx)
 
     def url(self, path="/send", host="127.0.0.1"):
-        return f"{'https' if self.ctx else 'http'}://{host}:{self.port}{path}"
-
-    def finish_request(self, request, client_address):
-        request.settimeout(10)
-        if self.ctx:
-            try:
-                request = self.ctx.wrap_socket(request, server_side=True)
-            except (ssl.SSLError, OSError) as e:
-                self.tls_errors.append(str(e))
-                return
-        try:
-            super().finish_request(request, client_address)
-        except (ssl.SSLError, OSError) as e:
-            self.tls_errors.append(str(e))
-        finally:
-            request.close()
-
-    def stop(self):
-        self.shutdown()
-        self.server_close()
-        self.thread.join(5)
+        return super().url(path, host)
 
 
-class SilentGateway:
-    """Accepts connections and never sends a byte."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.sock.settimeout(0.05)
-        self.port = self.sock.getsockname()[1]
-        self.conns = []
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        while not self.done.is_set():
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.conns.append(c)
-
+class SilentGateway(srv.SilentServer):
     def url(self, path="/send"):
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def stop(self):
-        self.done.set()
-        self.thread.join(5)
-        for c in self.conns:
-            c.close()
-        self.sock.close()
+        return super().url(path)
 
 
 @pytest.fixture
 def gateways():
-    started = []
-
-    def start(kind="http", **kw):
-        g = SilentGateway() if kind == "silent" else Gateway(**kw)
-        started.append(g)
-        return g
-
-    yield start
-    for g in started:
-        g.stop()
-
-
-class Pki:
-    def __init__(self, d):
-        self.ca = certs.make_ca(d, "ca")
-        self.other_ca = certs.make_ca(d, "otherca")
-        # IP only: https://localhost/ must fail the host name check.
-        self.server = certs.issue(d, self.ca, "gateway", certs.server_ext(dns=None))
-
-    def server_ctx(self):
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(self.server[1], self.server[0])
-        return ctx
+    def make(kind="http", **kw):
+        return SilentGateway() if kind == "silent" else Gateway(**kw)
+    yield from srv.started(make)
 
 
 @pytest.fixture(scope="module")
 def pki():
-    with tempfile.TemporaryDirectory(prefix="mfa-sms-pki-") as d:
-        yield Pki(d)
+    yield from srv.temp_pki(lambda d: srv.Pki(d, "gateway"), "mfa-sms-pki-")
 
 
 # ---- the driver ----
 
 RESULT = re.compile(r"^result idx=(\d+) ok=([01]) elapsed=([\d.]+) error=(.*)$")
-DONE = re.compile(r"^done ticks=(\d+) max_gap_ms=(\d+) total=([\d.]+) sent=(\d+) failed=(\d+) "
-                  r"in_flight=(\d+)$")
 
 
-class Run:
-    def __init__(self, proc):
-        self.rc, self.stdout, self.stderr = proc.returncode, proc.stdout, proc.stderr
-        self.results, self.done = [], None
-        for line in proc.stdout.splitlines():
-            m = RESULT.match(line)
-            if m:
-                self.results.append({"idx": int(m.group(1)), "ok": m.group(2) == "1",
-                                     "elapsed": float(m.group(3)),
-                                     "error": None if m.group(4) == "-" else m.group(4)})
-                continue
-            m = DONE.match(line)
-            if m:
-                self.done = {"ticks": int(m.group(1)), "max_gap_ms": int(m.group(2)),
-                             "total": float(m.group(3)), "sent": int(m.group(4)),
-                             "failed": int(m.group(5)), "in_flight": int(m.group(6))}
+class Run(srv.ToolRun):
+    DONE = srv.done_line("sent", "failed")
+
+    def item(self, line):
+        m = RESULT.match(line)
+        if not m:
+            return None
+        return {"idx": int(m.group(1)), "ok": m.group(2) == "1", "elapsed": float(m.group(3)),
+                "error": None if m.group(4) == "-" else m.group(4)}
+
+    @property
+    def results(self):
+        return self.items
 
     @property
     def one(self):
         assert len(self.results) == 1, self
         return self.results[0]
-
-    def __repr__(self):
-        return f"rc={self.rc}\nstdout:\n{self.stdout}\nstderr:\n{self.stderr}"
 
 
 @pytest.fixture
@@ -203,12 +110,9 @@ def send(tool):
     path = tool(TOOL)
 
     def run(*args, phone=PHONE, code=CODE, expect_rc=None):
-        p = subprocess.run([path, "--kind", "http", *args, phone, code, "5"],
-                           capture_output=True, text=True, timeout=90)
-        r = Run(p)
-        assert "Sanitizer" not in p.stderr, r
+        r = srv.run_tool([path, "--kind", "http", *args, phone, code, "5"], Run)
         # The code never reaches the log, nor does the full phone number.
-        assert code not in p.stderr and phone not in p.stderr, r
+        assert code not in r.stderr and phone not in r.stderr, r
         if expect_rc is not None:
             assert r.rc == expect_rc, r
         if r.rc in (0, 1):
@@ -217,11 +121,6 @@ def send(tool):
                 assert res["error"] is None or code not in res["error"], r
         return r
     return run
-
-
-def _assert_loop_ran(r, seconds):
-    assert r.done["ticks"] >= seconds * 100 * 0.5, r
-    assert r.done["max_gap_ms"] < 250, r
 
 
 # ---- tests ----
@@ -302,7 +201,7 @@ def test_silent_gateway_fails_at_the_deadline(gateways, send):
     res = r.one
     assert not res["ok"] and re.search(r"timed out|timeout", res["error"]), r
     assert 1.0 - 0.1 <= res["elapsed"] <= 1.0 + 1.0, r
-    _assert_loop_ran(r, res["elapsed"])
+    srv.assert_loop_ran(r, res["elapsed"])
     print(f"failed at {res['elapsed']:.3f} s; ticks={r.done['ticks']} "
           f"max_gap_ms={r.done['max_gap_ms']}")
 

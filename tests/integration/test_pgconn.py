@@ -4,72 +4,23 @@ per-transaction synchronous_commit levels, deadlines against a frozen server
 (SIGSTOP) while the loop keeps running, and reconnection after a restart."""
 
 import os
-import queue
 import re
 import signal
 import subprocess
-import threading
-import time
 
 from pgcluster import wait_for
+from probe import LineProbe
 
 
-class Probe:
+class Probe(LineProbe):
     """mfa-pg-probe running in the background; its stdout lines are collected."""
 
     def __init__(self, tool, *args):
-        self.proc = subprocess.Popen([tool("mfa-pg-probe"), *args], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     bufsize=1)
-        self.lines = []
-        self._q = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self._q.put(line.rstrip("\n"))
-        self._q.put(None)
-
-    def expect(self, pattern, timeout):
-        """Returns the match of the first new line matching <pattern>."""
-        deadline = time.monotonic() + timeout
-        rx = re.compile(pattern)
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no line matching {pattern!r} in {timeout}s; "
-                                   f"got {self.lines[-20:]}")
-            try:
-                line = self._q.get(timeout=left)
-            except queue.Empty:
-                continue
-            if line is None:
-                raise AssertionError(f"probe exited ({self.proc.wait()}) before "
-                                     f"{pattern!r}: {self.lines[-20:]} "
-                                     f"{self.proc.stderr.read()}")
-            self.lines.append(line)
-            m = rx.search(line)
-            if m:
-                return m
-
-    def send(self, text):
-        self.proc.stdin.write(text + "\n")
-        self.proc.stdin.flush()
+        super().__init__([tool("mfa-pg-probe"), *args])
 
     def finish(self, timeout=30):
         """Waits for the probe to exit; returns its exit code (all lines collected)."""
-        try:
-            self.proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        rc = self.proc.wait(timeout)
-        self._reader.join(timeout)
-        while not self._q.empty():
-            line = self._q.get()
-            if line is not None:
-                self.lines.append(line)
-        return rc
+        return self.wait(timeout)
 
     def kill(self):
         if self.proc.poll() is None:

@@ -21,17 +21,15 @@
  * --segment-max BYTES, --ship-interval MS, --hold (do not ship until "ship"),
  * --stdin (read commands: "append N", "hold", "ship", "quit").
  */
-#include <errno.h>
 #include <event2/event.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "authlog.h"
 #include "pgconn.h"
+#include "toolkit.h"
 #include "worker.h"
 
 static struct {
@@ -43,23 +41,8 @@ static struct {
     const char *node_id;
     bool until_shipped;
     int rc;
-    char line[256];
-    size_t linelen;
     char last_status[512];
 } P;
-
-static void out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void out(const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    putchar('\n');
-    fflush(stdout);
-}
 
 static void finish(int rc)
 {
@@ -104,12 +87,12 @@ static int append_records(long n)
         r.client_ip = seq % 7 == 0 ? "bogus" : client;
         r.challenge_id = seq % 4 == 2 ? challenge : NULL;
         if (authlog_append(P.al, &r, &err) < 0) {
-            out("append failed: %s", err);
+            tk_out("append failed: %s", err);
             free(err);
             return -1;
         }
         authlog_get_stats(P.al, &st);
-        out("appended epoch=%" PRIu64 " seq=%" PRIu64, st.boot_epoch, st.last_seq);
+        tk_out("appended epoch=%" PRIu64 " seq=%" PRIu64, st.boot_epoch, st.last_seq);
     }
     return 0;
 }
@@ -124,7 +107,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)arg;
     status_text(now, sizeof(now));
     if (strcmp(now, P.last_status) != 0) {
-        out("status %s", now);
+        tk_out("status %s", now);
         memcpy(P.last_status, now, sizeof(now));
     }
     authlog_get_stats(P.al, &st);
@@ -137,50 +120,28 @@ static void on_bound(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     (void)arg;
-    out("probe: gave up at the deadline");
+    tk_out("probe: gave up at the deadline");
     finish(3);
 }
 
+/* A line of stdin (NULL: its end, which changes nothing). */
 static void command(const char *cmd)
 {
+    if (!cmd)
+        return;
     if (strncmp(cmd, "append ", 7) == 0) {
         if (append_records(atol(cmd + 7)) < 0)
             finish(1);
     } else if (strcmp(cmd, "hold") == 0) {
         authlog_set_primary(P.al, NULL);
-        out("held");
+        tk_out("held");
     } else if (strcmp(cmd, "ship") == 0) {
         authlog_set_primary(P.al, P.pg);
-        out("shipping");
+        tk_out("shipping");
     } else if (strcmp(cmd, "quit") == 0) {
         finish(0);
     } else {
-        out("unknown command: %s", cmd);
-    }
-}
-
-static void on_input(evutil_socket_t fd, short what, void *arg)
-{
-    char buf[256];
-    ssize_t n = read(fd, buf, sizeof(buf));
-
-    (void)what;
-    (void)arg;
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return;
-    if (n <= 0) {
-        event_del(P.input);
-        return;
-    }
-    for (ssize_t i = 0; i < n; i++) {
-        if (buf[i] != '\n') {
-            if (P.linelen + 1 < sizeof(P.line))
-                P.line[P.linelen++] = buf[i];
-            continue;
-        }
-        P.line[P.linelen] = '\0';
-        P.linelen = 0;
-        command(P.line);
+        tk_out("unknown command: %s", cmd);
     }
 }
 
@@ -254,7 +215,7 @@ int main(int argc, char **argv)
     if (!P.al)
         goto fail;
     authlog_get_stats(P.al, &st);
-    out("open epoch=%" PRIu64 " pending=%" PRIu64, st.boot_epoch, st.pending);
+    tk_out("open epoch=%" PRIu64 " pending=%" PRIu64, st.boot_epoch, st.pending);
     if (P.pg && !hold)
         authlog_set_primary(P.al, P.pg);
     if (append_records(append) < 0)
@@ -264,16 +225,14 @@ int main(int argc, char **argv)
     P.bound = evtimer_new(P.base, on_bound, NULL);
     event_add(P.tick, &every);
     evtimer_add(P.bound, &bound);
-    if (use_stdin) {
-        P.input = event_new(P.base, 0, EV_READ | EV_PERSIST, on_input, NULL);
-        event_add(P.input, NULL);
-    }
+    if (use_stdin)
+        P.input = tk_watch_stdin(P.base, command);
     if (P.rc == 0)
         event_base_dispatch(P.base);
 
     status_text(text, sizeof(text));
     if (P.rc == 0)
-        out("done %s", text);
+        tk_out("done %s", text);
     authlog_close(P.al);
     pgconn_free(P.pg);
     worker_pool_free(P.pool);

@@ -27,9 +27,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "httpclient.h"
+#include "toolkit.h"
 
 #define MAX_HEADERS 16
 
@@ -38,35 +38,13 @@ struct fetch {
     struct httpclient *client;
     int total, finished, failed;
     bool print_body, close_after_first;
-    int ticks;
-    double last_tick, max_gap;
+    struct tk_ticker tick;
 };
 
 struct slot {
     struct fetch *f;
     int idx;
 };
-
-static double now_s(void)
-{
-    struct timespec t;
-
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static void tick_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct fetch *f = arg;
-    double t = now_s();
-
-    (void)fd;
-    (void)what;
-    if (t - f->last_tick > f->max_gap)
-        f->max_gap = t - f->last_tick;
-    f->last_tick = t;
-    f->ticks++;
-}
 
 static void print_text(const char *s, size_t len)
 {
@@ -182,8 +160,6 @@ int main(int argc, char **argv)
     int nheaders = 0, timeout_ms = 0, connect_ms = HTTPCLIENT_CONNECT_TIMEOUT_MS;
     long long v, max_body = HTTPCLIENT_MAX_BODY;
     struct fetch f = { 0 };
-    struct event *tick = NULL;
-    struct timeval ten_ms = { 0, 10000 };
     json_t *json_body = NULL;
     struct httpclient_stats st = { 0 };
     char *err = NULL;
@@ -287,13 +263,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "mfa-http-fetch: %s\n", err);
         goto out;
     }
-    tick = event_new(f.base, -1, EV_PERSIST, tick_cb, &f);
-    if (!tick || event_add(tick, &ten_ms) != 0) {
+    if (tk_ticker_start(&f.tick, f.base) < 0) {
         fprintf(stderr, "mfa-http-fetch: cannot add the tick timer\n");
         goto out;
     }
-    start = now_s();
-    f.last_tick = start;
+    start = tk_now();
     for (int i = optind; i < argc; i++) {
         struct slot *s = malloc(sizeof(*s));
         int r;
@@ -320,12 +294,11 @@ int main(int argc, char **argv)
     if (f.client)
         httpclient_get_stats(f.client, &st);
     printf("done ticks=%d max_gap_ms=%.0f total=%.3f requests=%llu failures=%llu in_flight=%zu\n",
-           f.ticks, f.max_gap * 1000, now_s() - start, (unsigned long long)st.requests,
+           f.tick.ticks, f.tick.max_gap * 1000, tk_now() - start, (unsigned long long)st.requests,
            (unsigned long long)st.failures, st.in_flight);
     rc = f.failed ? 1 : 0;
 out:
-    if (tick)
-        event_free(tick);
+    tk_ticker_free(&f.tick);
     httpclient_free(f.client);
     if (f.base)
         event_base_free(f.base);

@@ -21,9 +21,7 @@
  *                            for SECONDS or until "quit"/EOF on stdin; prints
  *                            each outcome, state changes and the counters
  */
-#include <errno.h>
 #include <event2/event.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +29,7 @@
 #include <unistd.h>
 
 #include "pgconn.h"
+#include "toolkit.h"
 
 static struct {
     struct event_base *base;
@@ -41,23 +40,8 @@ static struct {
     unsigned long ticks;
     int ms, step, seq, rc;
     bool stopping, reported;
-    char line[256];
-    size_t linelen;
     char values[5][64];
 } P;
-
-static void out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void out(const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    putchar('\n');
-    fflush(stdout);
-}
 
 static long ms_since(const struct timespec *t)
 {
@@ -76,7 +60,7 @@ static void finish(int rc)
 
 static void submit_failed(const char *what, char *err)
 {
-    out("%s submit failed: %s", what, err ? err : "?");
+    tk_out("%s submit failed: %s", what, err ? err : "?");
     free(err);
     finish(1);
 }
@@ -87,7 +71,7 @@ static void print_result(const char *label, const PGresult *res, const char *err
     size_t n = 0;
 
     if (err) {
-        out("%s err %s", label, err);
+        tk_out("%s err %s", label, err);
         return;
     }
     for (int r = 0; r < PQntuples(res); r++) {
@@ -101,7 +85,7 @@ static void print_result(const char *label, const PGresult *res, const char *err
                 n = sizeof(cells) - 1;
         }
     }
-    out("%s ok rows=%d %s", label, PQntuples(res), cells);
+    tk_out("%s ok rows=%d %s", label, PQntuples(res), cells);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg);
@@ -174,7 +158,7 @@ static void query_next(void)
     if (P.stopping)
         return;
     if ((size_t)P.step == sizeof(qsteps) / sizeof(qsteps[0])) {
-        out("done");
+        tk_out("done");
         finish(0);
         return;
     }
@@ -207,7 +191,7 @@ static void start_query(void)
         submit_failed("unknown-prepared", NULL);
         return;
     }
-    out("unknown-prepared: %s", err);
+    tk_out("unknown-prepared: %s", err);
     free(err);
     query_next();
 }
@@ -225,7 +209,7 @@ static void sync_cb(void *arg, const PGresult *res, const char *err)
 {
     (void)arg;
     if (err) {
-        out("sync err %s", err);
+        tk_out("sync err %s", err);
         finish(1);
         return;
     }
@@ -240,8 +224,8 @@ static void sync_next(void)
     if (P.stopping)
         return;
     if (P.step == 5) {
-        out("sync default=%s off=%s local=%s remote_apply=%s after=%s", P.values[0], P.values[1],
-            P.values[2], P.values[3], P.values[4]);
+        tk_out("sync default=%s off=%s local=%s remote_apply=%s after=%s", P.values[0], P.values[1],
+               P.values[2], P.values[3], P.values[4]);
         finish(0);
         return;
     }
@@ -262,11 +246,11 @@ static void standby_cb(void *arg, const PGresult *res, const char *err)
     const char *level = pgconn_sync_name(visibility_order[P.step - 1]);
 
     if (err) {
-        out("%s standby err %s", level, err);
+        tk_out("%s standby err %s", level, err);
         finish(1);
         return;
     }
-    out("%s elapsed_ms=%ld visible=%s", level, elapsed, PQgetvalue(res, 0, 0));
+    tk_out("%s elapsed_ms=%ld visible=%s", level, elapsed, PQgetvalue(res, 0, 0));
     visibility_next();
 }
 
@@ -280,7 +264,7 @@ static void insert_cb(void *arg, const PGresult *res, const char *err)
     (void)arg;
     (void)res;
     if (err) {
-        out("insert err %s", err);
+        tk_out("insert err %s", err);
         finish(1);
         return;
     }
@@ -298,7 +282,7 @@ static void visibility_next(void)
     if (P.stopping)
         return;
     if (P.step == 2) {
-        out("done");
+        tk_out("done");
         finish(0);
         return;
     }
@@ -316,7 +300,7 @@ static void warm_standby_cb(void *arg, const PGresult *res, const char *err)
     (void)arg;
     (void)res;
     if (err) {
-        out("standby warm-up err %s", err);
+        tk_out("standby warm-up err %s", err);
         finish(1);
         return;
     }
@@ -329,7 +313,8 @@ static void deadline_cb(void *arg, const PGresult *res, const char *err)
 {
     (void)arg;
     (void)res;
-    out("deadline elapsed_ms=%ld ticks=%lu err=%s", ms_since(&P.t0), P.ticks, err ? err : "none");
+    tk_out("deadline elapsed_ms=%ld ticks=%lu err=%s", ms_since(&P.t0), P.ticks,
+           err ? err : "none");
     finish(0);
 }
 
@@ -343,40 +328,22 @@ static void on_go(void)
         submit_failed("deadline", err);
 }
 
-static void on_input(evutil_socket_t fd, short what, void *arg)
+/* A line of stdin; NULL at its end, which stops "reconnect". */
+static void on_line(const char *line)
 {
-    char buf[128];
-    ssize_t n = read(fd, buf, sizeof(buf));
-
-    (void)what;
-    (void)arg;
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return;
-    if (n <= 0) {
-        event_del(P.input);
+    if (!line) {
         if (strcmp(P.scenario, "reconnect") == 0)
             finish(0);
-        return;
-    }
-    for (ssize_t i = 0; i < n; i++) {
-        if (buf[i] != '\n') {
-            if (P.linelen + 1 < sizeof(P.line))
-                P.line[P.linelen++] = buf[i];
-            continue;
-        }
-        P.line[P.linelen] = '\0';
-        P.linelen = 0;
-        if (strcmp(P.line, "go") == 0 && strcmp(P.scenario, "deadline") == 0 && !P.tick)
-            on_go();
-        else if (strcmp(P.line, "quit") == 0)
-            finish(0);
+    } else if (strcmp(line, "go") == 0 && strcmp(P.scenario, "deadline") == 0 && !P.tick) {
+        on_go();
+    } else if (strcmp(line, "quit") == 0) {
+        finish(0);
     }
 }
 
 static void watch_input(void)
 {
-    P.input = event_new(P.base, 0, EV_READ | EV_PERSIST, on_input, NULL);
-    event_add(P.input, NULL);
+    P.input = tk_watch_stdin(P.base, on_line);
 }
 
 static void warm_cb(void *arg, const PGresult *res, const char *err)
@@ -384,11 +351,11 @@ static void warm_cb(void *arg, const PGresult *res, const char *err)
     (void)arg;
     (void)res;
     if (err) {
-        out("warm-up err %s", err);
+        tk_out("warm-up err %s", err);
         finish(1);
         return;
     }
-    out("ready");
+    tk_out("ready");
     watch_input();
 }
 
@@ -398,7 +365,7 @@ static void connect_query_cb(void *arg, const PGresult *res, const char *err)
 {
     (void)arg;
     (void)res;
-    out("query elapsed_ms=%ld err=%s", ms_since(&P.t0), err ? err : "none");
+    tk_out("query elapsed_ms=%ld err=%s", ms_since(&P.t0), err ? err : "none");
     if (P.reported)
         finish(0);
 }
@@ -411,8 +378,8 @@ static void check_connect_failure(void)
     if (P.reported || st.connect_failures == 0)
         return;
     P.reported = true;
-    out("connect-deadline elapsed_ms=%ld ticks=%lu state=%s err=%s", ms_since(&P.t0), P.ticks,
-        pgconn_state_name(pgconn_state(P.pg)), pgconn_last_error(P.pg));
+    tk_out("connect-deadline elapsed_ms=%ld ticks=%lu state=%s err=%s", ms_since(&P.t0), P.ticks,
+           pgconn_state_name(pgconn_state(P.pg)), pgconn_last_error(P.pg));
 }
 
 /* ---- reconnect ---- */
@@ -422,9 +389,9 @@ static void ping_cb(void *arg, const PGresult *res, const char *err)
     int seq = (int)(intptr_t)arg;
 
     if (err)
-        out("q %d err %s", seq, err);
+        tk_out("q %d err %s", seq, err);
     else
-        out("q %d ok %s", seq, PQgetvalue(res, 0, 0));
+        tk_out("q %d ok %s", seq, PQgetvalue(res, 0, 0));
 }
 
 static void on_every(evutil_socket_t fd, short what, void *arg)
@@ -451,9 +418,9 @@ static void on_state(void *arg, bool connected, const char *why)
 {
     (void)arg;
     if (connected)
-        out("state up");
+        tk_out("state up");
     else
-        out("state down %s", why ? why : "");
+        tk_out("state down %s", why ? why : "");
 }
 
 /* ---- common ---- */
@@ -473,7 +440,7 @@ static void on_bound(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     (void)arg;
-    out("probe: gave up, state=%s", P.pg ? pgconn_state_name(pgconn_state(P.pg)) : "-");
+    tk_out("probe: gave up, state=%s", P.pg ? pgconn_state_name(pgconn_state(P.pg)) : "-");
     finish(3);
 }
 
@@ -579,11 +546,11 @@ int main(int argc, char **argv)
         pgconn_get_stats(P.pg, &st);
         pgconn_free(P.pg); /* pending pings print "err connection closed" */
         P.pg = NULL;
-        out("stats queries=%llu failures=%llu timeouts=%llu reconnects=%llu "
-            "connect_failures=%llu",
-            (unsigned long long)st.queries, (unsigned long long)st.failures,
-            (unsigned long long)st.timeouts, (unsigned long long)st.reconnects,
-            (unsigned long long)st.connect_failures);
+        tk_out("stats queries=%llu failures=%llu timeouts=%llu reconnects=%llu "
+               "connect_failures=%llu",
+               (unsigned long long)st.queries, (unsigned long long)st.failures,
+               (unsigned long long)st.timeouts, (unsigned long long)st.reconnects,
+               (unsigned long long)st.connect_failures);
     }
     rc = P.rc;
     pgconn_free(P.pg);

@@ -24,9 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "sms.h"
+#include "toolkit.h"
 
 #define MAX_COUNT  64
 #define MAX_NUMBER 100000000 /* (node/limits.h shadows <limits.h> here) */
@@ -35,8 +35,8 @@ struct run {
     struct event_base *base;
     struct sms_provider *p;
     int total, finished, failed;
-    int ticks;
-    double start, last_tick, max_gap;
+    struct tk_ticker tick;
+    double start;
 };
 
 struct slot {
@@ -44,33 +44,12 @@ struct slot {
     int idx;
 };
 
-static double now_s(void)
-{
-    struct timespec t;
-
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static void on_tick(evutil_socket_t fd, short what, void *arg)
-{
-    struct run *r = arg;
-    double t = now_s();
-
-    (void)fd;
-    (void)what;
-    if (t - r->last_tick > r->max_gap)
-        r->max_gap = t - r->last_tick;
-    r->last_tick = t;
-    r->ticks++;
-}
-
 static void on_done(void *arg, bool ok, const char *error)
 {
     struct slot *s = arg;
     struct run *r = s->r;
 
-    printf("result idx=%d ok=%d elapsed=%.3f error=%s\n", s->idx, ok ? 1 : 0, now_s() - r->start,
+    printf("result idx=%d ok=%d elapsed=%.3f error=%s\n", s->idx, ok ? 1 : 0, tk_now() - r->start,
            ok ? "-" : error);
     fflush(stdout);
     if (!ok)
@@ -147,8 +126,7 @@ int main(int argc, char **argv)
     struct sms_settings s = { .kind = SMS_HTTP };
     struct run r = { 0 };
     struct slot slots[MAX_COUNT];
-    struct event *tick = NULL, *freer = NULL;
-    struct timeval ten_ms = { 0, 10000 };
+    struct event *freer = NULL;
     struct sms_stats st = { 0 };
     int count = 1, minutes = 5, free_after = -1, *target, c, rc = 2;
     char *err = NULL;
@@ -219,12 +197,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "mfa-sms-send: %s\n", err);
         goto out;
     }
-    tick = event_new(r.base, -1, EV_PERSIST, on_tick, &r);
-    if (!tick || event_add(tick, &ten_ms) != 0) {
+    if (tk_ticker_start(&r.tick, r.base) < 0) {
         fprintf(stderr, "mfa-sms-send: cannot add the tick timer\n");
         goto out;
     }
-    r.start = r.last_tick = now_s();
+    r.start = tk_now();
     for (int i = 0; i < count; i++) {
         slots[i].r = &r;
         slots[i].idx = i;
@@ -252,12 +229,11 @@ int main(int argc, char **argv)
         st.failed = (uint64_t)r.failed;
     }
     printf("done ticks=%d max_gap_ms=%.0f total=%.3f sent=%llu failed=%llu in_flight=%zu\n",
-           r.ticks, r.max_gap * 1000, now_s() - r.start, (unsigned long long)st.sent,
+           r.tick.ticks, r.tick.max_gap * 1000, tk_now() - r.start, (unsigned long long)st.sent,
            (unsigned long long)st.failed, st.in_flight);
     rc = r.failed ? 1 : 0;
 out:
-    if (tick)
-        event_free(tick);
+    tk_ticker_free(&r.tick);
     if (freer)
         event_free(freer);
     sms_free(r.p);
