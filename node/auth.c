@@ -107,6 +107,43 @@ static void signin_free(struct signin *si)
     free(si);
 }
 
+/*
+ * The statements of the sign-in path, prepared on every connection
+ * (nodedb_prepare): parsing and planning would cost more than running them.
+ */
+static const char user_sql[] =
+    "SELECT u.username, u.phone, u.method, u.pin_hash, u.disabled,"
+    " t.id, t.kind, t.algorithm, t.digits, t.period, t.counter, t.last_step, t.drift,"
+    " t.seed_sealed, t.serial,"
+    " coalesce((SELECT l.failures FROM lockouts l WHERE l.username = lower(u.username)"
+    "   AND l.client_ip = $2 AND l.last_failure > now() - make_interval(secs => $3::int)), 0),"
+    " coalesce((SELECT sum(l.failures) FROM lockouts l WHERE l.username = lower(u.username)"
+    "   AND l.last_failure > now() - make_interval(secs => $3::int)), 0),"
+    " CASE WHEN m.method = 'sms' THEN (SELECT count(*) FROM sms_sends s"
+    "   WHERE s.username = lower(u.username) AND s.at > now() - interval '1 hour') END,"
+    " CASE WHEN m.method = 'sms' THEN (SELECT count(*) FROM sms_sends s"
+    "   WHERE s.phone = u.phone AND s.at > now() - interval '1 hour') END,"
+    " CASE WHEN m.method = 'sms' THEN (SELECT count(*) FROM sms_sends s"
+    "   WHERE s.at > now() - interval '1 hour') END"
+    " FROM users u CROSS JOIN LATERAL (SELECT coalesce($4, u.method) AS method) m"
+    " LEFT JOIN LATERAL (SELECT * FROM oath_tokens t WHERE t.user_id = u.id"
+    "   AND t.kind = m.method ORDER BY t.id DESC LIMIT 1) t ON true"
+    " WHERE lower(u.username) = lower($1)";
+
+static const char lockout_sql[] =
+    "INSERT INTO lockouts AS l (username, client_ip, failures, last_failure)"
+    " VALUES (lower($1), $2, 1, now())"
+    " ON CONFLICT (username, client_ip) DO UPDATE SET last_failure = now(),"
+    "  failures = CASE WHEN l.last_failure < now() - make_interval(secs => $3::int)"
+    "   THEN 1 ELSE l.failures + 1 END";
+
+static const char totp_mark_sql[] =
+    "UPDATE oath_tokens SET last_step = $2, drift = $3"
+    " WHERE id = $1 AND (last_step IS NULL OR last_step < $2) RETURNING id";
+
+static const char hotp_mark_sql[] = "UPDATE oath_tokens SET counter = $2 + 1"
+                                    " WHERE id = $1 AND counter <= $2 RETURNING id";
+
 /* The sentence for a reason that ends in an HTTP error. */
 static const char *detail_of(const char *reason)
 {
@@ -203,12 +240,6 @@ static void write_done(void *arg, const PGresult *res, const char *err)
 /* Counts a failed sign-in: the address's throttle, and the user's lockout. */
 static void count_failure(struct signin *si)
 {
-    static const char sql[] =
-        "INSERT INTO lockouts AS l (username, client_ip, failures, last_failure)"
-        " VALUES (lower($1), $2, 1, now())"
-        " ON CONFLICT (username, client_ip) DO UPDATE SET last_failure = now(),"
-        "  failures = CASE WHEN l.last_failure < now() - make_interval(secs => $3::int)"
-        "   THEN 1 ELSE l.failures + 1 END";
     const struct appconf *c = node_conf(si->n);
     struct auth *a = auth_of(si->n);
     char window[16];
@@ -219,8 +250,8 @@ static void count_failure(struct signin *si)
     bool offline;
 
     snprintf(window, sizeof(window), "%d", c->node.lockout.duration);
-    offline = nodedb_write(si->n->db, sql, 3, params, PGCONN_SYNC_OFF, write_done, what_lockout,
-                           NULL) != 0;
+    offline = nodedb_write_prepared(si->n->db, "auth_lockout", 3, params, PGCONN_SYNC_OFF,
+                                    write_done, what_lockout, NULL) != 0;
     ratelimit_failure(a->limits, si->username, si->client_ip, offline, c->node.lockout.duration,
                       clock_mono_ms());
 }
@@ -296,11 +327,6 @@ static void mark_done(void *arg, const PGresult *res, const char *err)
 /* Marks the matched step or counter used, cluster-wide when it can. */
 static void mark_used(struct signin *si)
 {
-    static const char totp_sql[] =
-        "UPDATE oath_tokens SET last_step = $2, drift = $3"
-        " WHERE id = $1 AND (last_step IS NULL OR last_step < $2) RETURNING id";
-    static const char hotp_sql[] = "UPDATE oath_tokens SET counter = $2 + 1"
-                                   " WHERE id = $1 AND counter <= $2 RETURNING id";
     struct auth *a = auth_of(si->n);
     bool totp = strcmp(si->kind, "totp") == 0;
     int64_t db_value = totp ? (si->has_last_step ? si->last_step : -1) : si->counter - 1;
@@ -316,8 +342,8 @@ static void mark_used(struct signin *si)
     }
     snprintf(value, sizeof(value), "%lld", (long long)si->matched);
     snprintf(drift, sizeof(drift), "%d", si->new_drift);
-    rc = nodedb_write(si->n->db, totp ? totp_sql : hotp_sql, totp ? 3 : 2, params, PGCONN_SYNC_OFF,
-                      mark_done, si, &err);
+    rc = nodedb_write_prepared(si->n->db, totp ? "auth_totp_mark" : "auth_hotp_mark", totp ? 3 : 2,
+                               params, PGCONN_SYNC_OFF, mark_done, si, &err);
     if (rc == 0)
         return;
     free(err);
@@ -607,24 +633,6 @@ static bool throttled(struct signin *si)
 
 void auth_handle_auth(struct evhttp_request *req, void *arg)
 {
-    static const char sql[] =
-        "SELECT u.username, u.phone, u.method, u.pin_hash, u.disabled,"
-        " t.id, t.kind, t.algorithm, t.digits, t.period, t.counter, t.last_step, t.drift,"
-        " t.seed_sealed, t.serial,"
-        " coalesce((SELECT l.failures FROM lockouts l WHERE l.username = lower(u.username)"
-        "   AND l.client_ip = $2 AND l.last_failure > now() - make_interval(secs => $3::int)), 0),"
-        " coalesce((SELECT sum(l.failures) FROM lockouts l WHERE l.username = lower(u.username)"
-        "   AND l.last_failure > now() - make_interval(secs => $3::int)), 0),"
-        " CASE WHEN m.method = 'sms' THEN (SELECT count(*) FROM sms_sends s"
-        "   WHERE s.username = lower(u.username) AND s.at > now() - interval '1 hour') END,"
-        " CASE WHEN m.method = 'sms' THEN (SELECT count(*) FROM sms_sends s"
-        "   WHERE s.phone = u.phone AND s.at > now() - interval '1 hour') END,"
-        " CASE WHEN m.method = 'sms' THEN (SELECT count(*) FROM sms_sends s"
-        "   WHERE s.at > now() - interval '1 hour') END"
-        " FROM users u CROSS JOIN LATERAL (SELECT coalesce($4, u.method) AS method) m"
-        " LEFT JOIN LATERAL (SELECT * FROM oath_tokens t WHERE t.user_id = u.id"
-        "   AND t.kind = m.method ORDER BY t.id DESC LIMIT 1) t ON true"
-        " WHERE lower(u.username) = lower($1)";
     struct node *n = arg;
     const char *bad = NULL, *params[4];
     char window[16], ip[64], *err = NULL;
@@ -670,7 +678,7 @@ void auth_handle_auth(struct evhttp_request *req, void *arg)
     params[1] = si->client_ip;
     params[2] = window;
     params[3] = si->asked_method ? si->method : NULL;
-    if (nodedb_read(n->db, sql, 4, params, user_loaded, si, &err) < 0) {
+    if (nodedb_read_prepared(n->db, "auth_user", 4, params, user_loaded, si, &err) < 0) {
         log_error("auth.read_failed err=%s", err);
         free(err);
         finish(si, OUT_ERROR, "database_unavailable", 503, NULL);
@@ -848,6 +856,11 @@ int auth_start(struct node *n, char **err)
     a->log = authlog_open(daemon_base(n->d), n->workers, &as, err);
     if (!a->log)
         return err_prefix(err, "node.auth_log");
+    if (nodedb_prepare(n->db, false, "auth_user", user_sql, 4, err) < 0 ||
+        nodedb_prepare(n->db, true, "auth_lockout", lockout_sql, 3, err) < 0 ||
+        nodedb_prepare(n->db, true, "auth_totp_mark", totp_mark_sql, 3, err) < 0 ||
+        nodedb_prepare(n->db, true, "auth_hotp_mark", hotp_mark_sql, 2, err) < 0)
+        return -1;
     nodedb_on_primary(n->db, set_primary, a);
     return 0;
 }

@@ -723,6 +723,7 @@ void authlog_close(struct authlog *al)
     if (!al)
         return;
     authlog_ship_stop(al);
+    authlog_position_save(al); /* shipping saves it at most once a second */
     if (al->fsync_timer)
         event_free(al->fsync_timer);
     if (al->fsync_job)

@@ -83,6 +83,7 @@ struct authlog {
     uint64_t isolate_epoch, isolate_seq; /* ship one record per batch up to this key */
     int backoff_ms;
     bool position_warned;
+    uint64_t position_saved_ms; /* monotonic; the position is saved at most once a second */
 
     struct authlog_stats stats;
 };

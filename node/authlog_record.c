@@ -309,7 +309,7 @@ int authlog_entry_parse(const char *line, size_t len, struct authlog_entry *out,
 {
     json_error_t jerr;
     json_t *o = NULL;
-    json_int_t v, epoch, seq, at;
+    json_int_t v, epoch = 0, seq = 0, at = 0;
 
     memset(out, 0, sizeof(*out));
     if (len > 0 && line[len - 1] == '\n')

@@ -24,6 +24,7 @@
  * and the worker's done callback or the pgconn callback frees them.
  */
 #include "authlog_priv.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -319,7 +320,16 @@ static void batch_done(void *arg, const PGresult *res, const char *err)
     al->wm_epoch = j->last_epoch;
     al->wm_seq = j->last_seq;
     apply_progress(al, j);
-    authlog_position_save(al);
+    /*
+     * A lost position only re-sends what the unique key drops, so while
+     * batches stream it is saved at most once a second (a rename per batch
+     * costs more than the batch); when shipping has caught up, and at close,
+     * it is saved at once.
+     */
+    if (al->stats.pending == 0 || clock_mono_ms() - al->position_saved_ms >= 1000) {
+        authlog_position_save(al);
+        al->position_saved_ms = clock_mono_ms();
+    }
     ship_job_free(j);
     ship_continue(al);
 }

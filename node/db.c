@@ -20,6 +20,14 @@
 #include "log.h"
 
 #define PROBE_TIMEOUT_MS 900
+#define STMTS_MAX        16
+
+/* A statement prepared on every connection of its kind. */
+struct stmt {
+    bool write;
+    const char *name, *sql;
+    int nparams;
+};
 /* The local database counts as down after this long without an answer. */
 #define LOCAL_STALE_MS 3000
 
@@ -31,6 +39,8 @@ struct nodedb {
     struct pgconn *primary;
     char primary_addr[64];
     int primary_port;
+    struct stmt stmts[STMTS_MAX];
+    size_t nstmts;
     bool probing;
     bool closing; /* in nodedb_free(): callbacks may not queue more */
     void (*on_primary)(void *arg, struct pgconn *primary);
@@ -194,8 +204,46 @@ static void follow_primary(struct nodedb *db, const char *addr, int port)
         free(err);
         return;
     }
+    for (size_t i = 0; i < db->nstmts; i++) {
+        if (db->stmts[i].write && pgconn_prepare(db->primary, db->stmts[i].name, db->stmts[i].sql,
+                                                 db->stmts[i].nparams, &err) < 0) {
+            log_error("db.prepare_failed name=%s err=%s", db->stmts[i].name, err);
+            mfa_free(err);
+        }
+    }
     if (db->on_primary)
         db->on_primary(db->on_primary_arg, db->primary);
+}
+
+int nodedb_prepare(struct nodedb *db, bool write, const char *name, const char *sql, int nparams,
+                   char **err)
+{
+    struct pgconn *c = write ? db->primary : db->local;
+
+    if (db->nstmts == STMTS_MAX)
+        return err_set(err, "too many prepared statements");
+    if (c && pgconn_prepare(c, name, sql, nparams, err) < 0)
+        return -1;
+    db->stmts[db->nstmts++] = (struct stmt){ write, name, sql, nparams };
+    return 0;
+}
+
+int nodedb_read_prepared(struct nodedb *db, const char *name, int nparams,
+                         const char *const *params, pgconn_cb cb, void *arg, char **err)
+{
+    if (db->closing)
+        return err_set(err, "shutting down");
+    return pgconn_exec_prepared(db->local, name, nparams, params, PGCONN_SYNC_DEFAULT, 0, cb, arg,
+                                err);
+}
+
+int nodedb_write_prepared(struct nodedb *db, const char *name, int nparams,
+                          const char *const *params, enum pgconn_sync sync, pgconn_cb cb, void *arg,
+                          char **err)
+{
+    if (!nodedb_writable(db))
+        return NODEDB_READ_ONLY;
+    return pgconn_exec_prepared(db->primary, name, nparams, params, sync, 0, cb, arg, err);
 }
 
 struct pgconn *nodedb_primary(const struct nodedb *db)

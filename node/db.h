@@ -64,6 +64,23 @@ int nodedb_read(struct nodedb *db, const char *sql, int nparams, const char *con
 int nodedb_write(struct nodedb *db, const char *sql, int nparams, const char *const *params,
                  enum pgconn_sync sync, pgconn_cb cb, void *arg, char **err) MFA_MUSTCHECK;
 
+/*
+ * Registers statement <name> (<sql>, which must stay valid: a literal) to be
+ * prepared on the local connection, or with <write> on every write
+ * connection, now and after each reconnection. The hot path of sign-in runs
+ * prepared: parsing and planning cost more than running its queries.
+ */
+int nodedb_prepare(struct nodedb *db, bool write, const char *name, const char *sql, int nparams,
+                   char **err) MFA_MUSTCHECK;
+
+/* As nodedb_read() and nodedb_write(), running a statement nodedb_prepare() registered. */
+int nodedb_read_prepared(struct nodedb *db, const char *name, int nparams,
+                         const char *const *params, pgconn_cb cb, void *arg,
+                         char **err) MFA_MUSTCHECK;
+int nodedb_write_prepared(struct nodedb *db, const char *name, int nparams,
+                          const char *const *params, enum pgconn_sync sync, pgconn_cb cb, void *arg,
+                          char **err) MFA_MUSTCHECK;
+
 /* True when a write would be queued now. */
 bool nodedb_writable(const struct nodedb *db);
 

@@ -165,10 +165,9 @@ static void fail(struct sms_req *req, const char *error)
 {
     char msg[GATEWAY_ERROR_MAX];
 
-    if (req->attempts > 1)
-        snprintf(msg, sizeof(msg), "%s (%d attempts)", error, req->attempts);
-    else
-        snprintf(msg, sizeof(msg), "%s", error);
+    if (req->attempts <= 1 ||
+        snprintf(msg, sizeof(msg), "%s (%d attempts)", error, req->attempts) >= (int)sizeof(msg))
+        snprintf(msg, sizeof(msg), "%s", error); /* one attempt, or no room to say how many */
     sms_req_finish(req, false, msg);
 }
 
