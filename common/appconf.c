@@ -122,6 +122,7 @@ static const struct cfg_key appconf_keys[] = {
     STR("node.db.sslrootcert", node.db.sslrootcert, "", 0),
     INT("node.db.connect_timeout_ms", node.db.connect_timeout_ms, "3000", 100, 60000, 0),
     INT("node.db.query_timeout_ms", node.db.query_timeout_ms, "2000", 100, 60000, 0),
+    INT("node.db.connections", node.db.connections, "4", 1, 32, 0),
     INT("node.http.max_body", node.http.max_body, "1048576", 1024, 16777216, 0),
     INT("node.http.max_headers", node.http.max_headers, "16384", 1024, 1048576, 0),
     INT("node.http.timeout_ms", node.http.timeout_ms, "10000", 100, 600000, 0),

@@ -91,6 +91,7 @@ struct appconf {
         struct {
             char *name, *user, *password, *sslmode, *sslrootcert;
             int connect_timeout_ms, query_timeout_ms;
+            int connections; /* per side: reads (local) and writes (primary) */
         } db;
         struct {
             int max_body, max_headers, timeout_ms;

@@ -21,6 +21,7 @@
 
 #define PROBE_TIMEOUT_MS 900
 #define STMTS_MAX        16
+#define POOL_MAX         32
 
 /* A statement prepared on every connection of its kind. */
 struct stmt {
@@ -35,8 +36,15 @@ struct nodedb {
     struct event_base *base;
     const struct appconf *conf; /* the daemon's, read afresh at each use */
     char extra[512];            /* conninfo tail: credentials, TLS, application name */
-    struct pgconn *local;
-    struct pgconn *primary;
+    /*
+     * Each libpq connection runs one query at a time, so each side has a
+     * small pool (node.db.connections); [0] is the one the probe and the auth
+     * log use.
+     */
+    struct pgconn *local[POOL_MAX];
+    struct pgconn *primary[POOL_MAX];
+    int pool;
+    unsigned next; /* round robin */
     char primary_addr[64];
     int primary_port;
     struct stmt stmts[STMTS_MAX];
@@ -99,6 +107,28 @@ static struct pgconn *connect_to(struct nodedb *db, const char *addr, int port, 
     return pgconn_new(db->base, &s, err);
 }
 
+/* The connection of <pool> to use: an idle one if any, else the next in turn. */
+static struct pgconn *pick(struct nodedb *db, struct pgconn *const *pool)
+{
+    for (int i = 0; i < db->pool; i++) {
+        struct pgconn *c = pool[(db->next + (unsigned)i) % (unsigned)db->pool];
+
+        if (c && pgconn_state(c) == PGCONN_IDLE) {
+            db->next++;
+            return c;
+        }
+    }
+    return pool[db->next++ % (unsigned)db->pool];
+}
+
+static void free_pool(struct pgconn **pool, int n)
+{
+    for (int i = 0; i < n; i++) {
+        pgconn_free(pool[i]);
+        pool[i] = NULL;
+    }
+}
+
 struct nodedb *nodedb_new(struct event_base *base, const struct appconf *conf, char **err)
 {
     const struct member_conf *me = appconf_local(conf);
@@ -121,9 +151,12 @@ struct nodedb *nodedb_new(struct event_base *base, const struct appconf *conf, c
         err_set(err, "node.db: settings too long");
         goto fail;
     }
-    db->local = connect_to(db, me->address, me->ports.postgres, err);
-    if (!db->local)
-        goto fail;
+    db->pool = conf->node.db.connections;
+    for (int i = 0; i < db->pool; i++) {
+        db->local[i] = connect_to(db, me->address, me->ports.postgres, err);
+        if (!db->local[i])
+            goto fail;
+    }
     db->status.replay_lag_s = -1;
     db->status.lag_bytes = -1;
     nodedb_tick(db);
@@ -140,8 +173,8 @@ void nodedb_free(struct nodedb *db)
     db->closing = true;
     if (db->on_primary)
         db->on_primary(db->on_primary_arg, NULL);
-    pgconn_free(db->primary);
-    pgconn_free(db->local);
+    free_pool(db->primary, db->pool);
+    free_pool(db->local, db->pool);
     free(db);
 }
 
@@ -150,12 +183,13 @@ int nodedb_read(struct nodedb *db, const char *sql, int nparams, const char *con
 {
     if (db->closing)
         return err_set(err, "shutting down");
-    return pgconn_query(db->local, sql, nparams, params, PGCONN_SYNC_DEFAULT, 0, cb, arg, err);
+    return pgconn_query(pick(db, db->local), sql, nparams, params, PGCONN_SYNC_DEFAULT, 0, cb, arg,
+                        err);
 }
 
 bool nodedb_writable(const struct nodedb *db)
 {
-    return !db->closing && db->primary && pgconn_ready(db->primary);
+    return !db->closing && db->primary[0] && pgconn_ready(db->primary[0]);
 }
 
 int nodedb_write(struct nodedb *db, const char *sql, int nparams, const char *const *params,
@@ -163,7 +197,7 @@ int nodedb_write(struct nodedb *db, const char *sql, int nparams, const char *co
 {
     if (!nodedb_writable(db))
         return NODEDB_READ_ONLY;
-    return pgconn_query(db->primary, sql, nparams, params, sync, 0, cb, arg, err);
+    return pgconn_query(pick(db, db->primary), sql, nparams, params, sync, 0, cb, arg, err);
 }
 
 bool nodedb_error_is_read_only(const char *err)
@@ -185,45 +219,51 @@ static void follow_primary(struct nodedb *db, const char *addr, int port)
 {
     char *err = NULL;
 
-    if (strcmp(addr, db->primary_addr) == 0 && port == db->primary_port && (db->primary || !*addr))
+    if (strcmp(addr, db->primary_addr) == 0 && port == db->primary_port &&
+        (db->primary[0] || !*addr))
         return;
     if (*db->primary_addr || *addr)
         log_notice("db.primary from=%s:%d to=%s:%d", *db->primary_addr ? db->primary_addr : "-",
                    db->primary_port, *addr ? addr : "-", port);
     if (db->on_primary)
         db->on_primary(db->on_primary_arg, NULL);
-    pgconn_free(db->primary);
-    db->primary = NULL;
+    free_pool(db->primary, db->pool);
     snprintf(db->primary_addr, sizeof(db->primary_addr), "%s", addr);
     db->primary_port = port;
     if (!*addr)
         return;
-    db->primary = connect_to(db, addr, port, &err);
-    if (!db->primary) {
-        log_error("db.primary_failed addr=%s port=%d err=%s", addr, port, err);
-        free(err);
-        return;
-    }
-    for (size_t i = 0; i < db->nstmts; i++) {
-        if (db->stmts[i].write && pgconn_prepare(db->primary, db->stmts[i].name, db->stmts[i].sql,
-                                                 db->stmts[i].nparams, &err) < 0) {
-            log_error("db.prepare_failed name=%s err=%s", db->stmts[i].name, err);
-            mfa_free(err);
+    for (int c = 0; c < db->pool; c++) {
+        db->primary[c] = connect_to(db, addr, port, &err);
+        if (!db->primary[c]) {
+            log_error("db.primary_failed addr=%s port=%d err=%s", addr, port, err);
+            free(err);
+            free_pool(db->primary, db->pool);
+            return;
+        }
+        for (size_t i = 0; i < db->nstmts; i++) {
+            if (db->stmts[i].write &&
+                pgconn_prepare(db->primary[c], db->stmts[i].name, db->stmts[i].sql,
+                               db->stmts[i].nparams, &err) < 0) {
+                log_error("db.prepare_failed name=%s err=%s", db->stmts[i].name, err);
+                mfa_free(err);
+            }
         }
     }
     if (db->on_primary)
-        db->on_primary(db->on_primary_arg, db->primary);
+        db->on_primary(db->on_primary_arg, db->primary[0]);
 }
 
 int nodedb_prepare(struct nodedb *db, bool write, const char *name, const char *sql, int nparams,
                    char **err)
 {
-    struct pgconn *c = write ? db->primary : db->local;
+    struct pgconn **pool = write ? db->primary : db->local;
 
     if (db->nstmts == STMTS_MAX)
         return err_set(err, "too many prepared statements");
-    if (c && pgconn_prepare(c, name, sql, nparams, err) < 0)
-        return -1;
+    for (int i = 0; i < db->pool; i++) {
+        if (pool[i] && pgconn_prepare(pool[i], name, sql, nparams, err) < 0)
+            return -1;
+    }
     db->stmts[db->nstmts++] = (struct stmt){ write, name, sql, nparams };
     return 0;
 }
@@ -233,8 +273,8 @@ int nodedb_read_prepared(struct nodedb *db, const char *name, int nparams,
 {
     if (db->closing)
         return err_set(err, "shutting down");
-    return pgconn_exec_prepared(db->local, name, nparams, params, PGCONN_SYNC_DEFAULT, 0, cb, arg,
-                                err);
+    return pgconn_exec_prepared(pick(db, db->local), name, nparams, params, PGCONN_SYNC_DEFAULT, 0,
+                                cb, arg, err);
 }
 
 int nodedb_write_prepared(struct nodedb *db, const char *name, int nparams,
@@ -243,19 +283,20 @@ int nodedb_write_prepared(struct nodedb *db, const char *name, int nparams,
 {
     if (!nodedb_writable(db))
         return NODEDB_READ_ONLY;
-    return pgconn_exec_prepared(db->primary, name, nparams, params, sync, 0, cb, arg, err);
+    return pgconn_exec_prepared(pick(db, db->primary), name, nparams, params, sync, 0, cb, arg,
+                                err);
 }
 
 struct pgconn *nodedb_primary(const struct nodedb *db)
 {
-    return db->primary;
+    return db->primary[0];
 }
 
 void nodedb_on_primary(struct nodedb *db, void (*fn)(void *arg, struct pgconn *primary), void *arg)
 {
     db->on_primary = fn;
     db->on_primary_arg = arg;
-    fn(arg, db->primary);
+    fn(arg, db->primary[0]);
 }
 
 static void probe_done(void *arg, const PGresult *res, const char *err)
@@ -308,8 +349,8 @@ void nodedb_tick(struct nodedb *db)
         db->status.local_up = false;
     if (db->probing)
         return;
-    if (pgconn_query(db->local, probe, 0, NULL, PGCONN_SYNC_DEFAULT, PROBE_TIMEOUT_MS, probe_done,
-                     db, &err) < 0) {
+    if (pgconn_query(db->local[0], probe, 0, NULL, PGCONN_SYNC_DEFAULT, PROBE_TIMEOUT_MS,
+                     probe_done, db, &err) < 0) {
         log_error("db.probe_failed err=%s", err);
         free(err);
         return;

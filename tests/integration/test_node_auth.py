@@ -216,16 +216,15 @@ def test_primary_gone_sign_ins_go_on_and_nothing_is_lost(node_cluster):
     # The node dies without warning and comes back; the spool survives.
     n2.stop(signal.SIGKILL)
     n2.start()
-    assert signin(username="frank", otp=otp_ref.totp(seed, step_offset=1))["result"] == \
-        "accepted"
+    later = otp_ref.totp(seed, step_offset=1)
+    assert signin(username="frank", otp=later)["result"] == "accepted"
 
     # The primary returns: writes work again by themselves, and the auth log
     # holds every decision made meanwhile, exactly once.
     cluster.pg.primary.start()
     wait_for(lambda: n2.status()["writable"], 30, "n2 writable again")
     # Before the merge reached the primary, this node's own marks still hold.
-    assert signin(username="frank", otp=otp_ref.totp(seed, step_offset=1))["reason"] == \
-        "replayed"
+    assert signin(username="frank", otp=later)["reason"] == "replayed"
     wait_for(lambda: len(auth_log_rows(cluster, "n2")) >= len(decisions), 30,
              "n2's auth log shipped")
     rows = auth_log_rows(cluster, "n2")
