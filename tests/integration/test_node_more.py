@@ -173,3 +173,16 @@ def test_admin_writes_wait_until_the_standby_applied_them(node_cluster):
     t.join(30)
     assert done and done[0][0] == 201, done
     assert n2.api("GET", "/api/v1/users/sam")[0] == 200
+
+
+def test_a_key_file_others_can_read_stops_the_start(node_cluster_factory):
+    import os
+    cluster = node_cluster_factory(start=False)
+    n1 = cluster.nodes[0]
+    os.chmod(cluster.key_file, 0o640)
+    n1.start(wait=False)
+    assert n1.proc.wait(30) == 1
+    assert "chmod 600" in n1.log() and cluster.key_file in n1.log()
+    os.chmod(cluster.key_file, 0o600)
+    n1.start()
+    assert n1.status()["node_id"] == "n1"
