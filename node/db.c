@@ -43,6 +43,7 @@ struct nodedb {
      */
     struct pgconn *local[POOL_MAX];
     struct pgconn *primary[POOL_MAX];
+    struct pgconn *marks[POOL_MAX]; /* to the primary, synchronous_commit off */
     int pool;
     unsigned next; /* round robin */
     char primary_addr[64];
@@ -91,18 +92,26 @@ static int append_kv(char *buf, size_t size, const char *key, const char *value)
     return 0;
 }
 
-static struct pgconn *connect_to(struct nodedb *db, const char *addr, int port, char **err)
+/*
+ * Connects to <addr>:<port>. With <marks>, the session commits with
+ * synchronous_commit off: the sign-in path's marks then take one statement
+ * instead of a transaction around SET LOCAL.
+ */
+static struct pgconn *connect_to(struct nodedb *db, const char *addr, int port, bool marks,
+                                 char **err)
 {
     const struct appconf *c = db->conf;
-    char conninfo[1024];
+    char conninfo[1024], extra[sizeof(db->extra) + 64];
     struct pgconn_settings s = {
         .conninfo = conninfo,
         .connect_timeout_ms = c->node.db.connect_timeout_ms,
         .query_timeout_ms = c->node.db.query_timeout_ms,
     };
 
+    snprintf(extra, sizeof(extra), "%s%s", db->extra,
+             marks ? " options='-c synchronous_commit=off'" : "");
     if (pgconn_conninfo(conninfo, sizeof(conninfo), addr, port, c->node.db.name, c->node.db.user,
-                        db->extra, c->node.db.connect_timeout_ms, err) < 0)
+                        extra, c->node.db.connect_timeout_ms, err) < 0)
         return NULL;
     return pgconn_new(db->base, &s, err);
 }
@@ -153,7 +162,7 @@ struct nodedb *nodedb_new(struct event_base *base, const struct appconf *conf, c
     }
     db->pool = conf->node.db.connections;
     for (int i = 0; i < db->pool; i++) {
-        db->local[i] = connect_to(db, me->address, me->ports.postgres, err);
+        db->local[i] = connect_to(db, me->address, me->ports.postgres, false, err);
         if (!db->local[i])
             goto fail;
     }
@@ -173,6 +182,7 @@ void nodedb_free(struct nodedb *db)
     db->closing = true;
     if (db->on_primary)
         db->on_primary(db->on_primary_arg, NULL);
+    free_pool(db->marks, db->pool);
     free_pool(db->primary, db->pool);
     free_pool(db->local, db->pool);
     free(db);
@@ -197,6 +207,9 @@ int nodedb_write(struct nodedb *db, const char *sql, int nparams, const char *co
 {
     if (!nodedb_writable(db))
         return NODEDB_READ_ONLY;
+    if (sync == PGCONN_SYNC_OFF) /* the session's own setting: no transaction around it */
+        return pgconn_query(pick(db, db->marks), sql, nparams, params, PGCONN_SYNC_DEFAULT, 0, cb,
+                            arg, err);
     return pgconn_query(pick(db, db->primary), sql, nparams, params, sync, 0, cb, arg, err);
 }
 
@@ -227,23 +240,27 @@ static void follow_primary(struct nodedb *db, const char *addr, int port)
                    db->primary_port, *addr ? addr : "-", port);
     if (db->on_primary)
         db->on_primary(db->on_primary_arg, NULL);
+    free_pool(db->marks, db->pool);
     free_pool(db->primary, db->pool);
     snprintf(db->primary_addr, sizeof(db->primary_addr), "%s", addr);
     db->primary_port = port;
     if (!*addr)
         return;
-    for (int c = 0; c < db->pool; c++) {
-        db->primary[c] = connect_to(db, addr, port, &err);
-        if (!db->primary[c]) {
+    for (int c = 0; c < 2 * db->pool; c++) {
+        bool marks = c >= db->pool;
+        struct pgconn **slot = marks ? &db->marks[c - db->pool] : &db->primary[c];
+
+        *slot = connect_to(db, addr, port, marks, &err);
+        if (!*slot) {
             log_error("db.primary_failed addr=%s port=%d err=%s", addr, port, err);
             free(err);
+            free_pool(db->marks, db->pool);
             free_pool(db->primary, db->pool);
             return;
         }
         for (size_t i = 0; i < db->nstmts; i++) {
-            if (db->stmts[i].write &&
-                pgconn_prepare(db->primary[c], db->stmts[i].name, db->stmts[i].sql,
-                               db->stmts[i].nparams, &err) < 0) {
+            if (db->stmts[i].write && pgconn_prepare(*slot, db->stmts[i].name, db->stmts[i].sql,
+                                                     db->stmts[i].nparams, &err) < 0) {
                 log_error("db.prepare_failed name=%s err=%s", db->stmts[i].name, err);
                 mfa_free(err);
             }
@@ -261,7 +278,8 @@ int nodedb_prepare(struct nodedb *db, bool write, const char *name, const char *
     if (db->nstmts == STMTS_MAX)
         return err_set(err, "too many prepared statements");
     for (int i = 0; i < db->pool; i++) {
-        if (pool[i] && pgconn_prepare(pool[i], name, sql, nparams, err) < 0)
+        if ((pool[i] && pgconn_prepare(pool[i], name, sql, nparams, err) < 0) ||
+            (write && db->marks[i] && pgconn_prepare(db->marks[i], name, sql, nparams, err) < 0))
             return -1;
     }
     db->stmts[db->nstmts++] = (struct stmt){ write, name, sql, nparams };
@@ -283,6 +301,9 @@ int nodedb_write_prepared(struct nodedb *db, const char *name, int nparams,
 {
     if (!nodedb_writable(db))
         return NODEDB_READ_ONLY;
+    if (sync == PGCONN_SYNC_OFF)
+        return pgconn_exec_prepared(pick(db, db->marks), name, nparams, params, PGCONN_SYNC_DEFAULT,
+                                    0, cb, arg, err);
     return pgconn_exec_prepared(pick(db, db->primary), name, nparams, params, sync, 0, cb, arg,
                                 err);
 }
