@@ -130,6 +130,25 @@ static struct pgconn *pick(struct nodedb *db, struct pgconn *const *pool)
     return pool[db->next++ % (unsigned)db->pool];
 }
 
+/*
+ * The marks connection for a write whose first parameter is <key>: one
+ * connection per key (ASCII case folded, as usernames are), so the writes of
+ * one user or token — a failure, then the reset after a success — reach the
+ * primary in the order they were made.
+ */
+static struct pgconn *pick_marks(struct nodedb *db, int nparams, const char *const *params)
+{
+    uint32_t h = 2166136261u;
+
+    if (nparams < 1 || !params[0])
+        return pick(db, db->marks);
+    for (const char *p = params[0]; *p; p++) {
+        h ^= (uint32_t)(unsigned char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+        h *= 16777619u;
+    }
+    return db->marks[h % (uint32_t)db->pool];
+}
+
 static void free_pool(struct pgconn **pool, int n)
 {
     for (int i = 0; i < n; i++) {
@@ -208,8 +227,8 @@ int nodedb_write(struct nodedb *db, const char *sql, int nparams, const char *co
     if (!nodedb_writable(db))
         return NODEDB_READ_ONLY;
     if (sync == PGCONN_SYNC_OFF) /* the session's own setting: no transaction around it */
-        return pgconn_query(pick(db, db->marks), sql, nparams, params, PGCONN_SYNC_DEFAULT, 0, cb,
-                            arg, err);
+        return pgconn_query(pick_marks(db, nparams, params), sql, nparams, params,
+                            PGCONN_SYNC_DEFAULT, 0, cb, arg, err);
     return pgconn_query(pick(db, db->primary), sql, nparams, params, sync, 0, cb, arg, err);
 }
 
@@ -302,8 +321,8 @@ int nodedb_write_prepared(struct nodedb *db, const char *name, int nparams,
     if (!nodedb_writable(db))
         return NODEDB_READ_ONLY;
     if (sync == PGCONN_SYNC_OFF)
-        return pgconn_exec_prepared(pick(db, db->marks), name, nparams, params, PGCONN_SYNC_DEFAULT,
-                                    0, cb, arg, err);
+        return pgconn_exec_prepared(pick_marks(db, nparams, params), name, nparams, params,
+                                    PGCONN_SYNC_DEFAULT, 0, cb, arg, err);
     return pgconn_exec_prepared(pick(db, db->primary), name, nparams, params, sync, 0, cb, arg,
                                 err);
 }

@@ -57,7 +57,9 @@ int nodedb_read(struct nodedb *db, const char *sql, int nparams, const char *con
 
 /*
  * Queues a write on the primary with <sync> (remote_apply for admin writes,
- * off for sign-in marks). Returns 0 (queued; <cb> will run), NODEDB_READ_ONLY
+ * off for sign-in marks). Writes with synchronous_commit off that share their
+ * first parameter (case folded) run in order, on one connection: the sign-in
+ * path puts the user or token first. Returns 0 (queued; <cb> will run), NODEDB_READ_ONLY
  * when no primary is reachable now (<cb> will not run: answer read_only), or
  * -1 with *err for a programming error.
  */
