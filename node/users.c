@@ -167,6 +167,39 @@ static void create_done(void *arg, const PGresult *res, const char *err)
     free(j);
 }
 
+/*
+ * Reads the request's user fields (all of them for a create), hashes a new
+ * PIN into <hash> and writes the audit detail into *detail (malloc'd).
+ * Returns 0, or -1 after replying; *body is then the caller's to release
+ * either way, and f->pin to wipe.
+ */
+static int read_fields(struct node *n, struct evhttp_request *req, bool create, json_t **body,
+                       struct users_fields *f, char hash[PIN_HASH_MAX], char **detail)
+{
+    char *err = NULL;
+
+    *body = http_read_json(req);
+    http_wipe_body(req);
+    if (!*body)
+        return -1;
+    if (users_fields_from_json(*body, create, f, &err) < 0) {
+        reply_invalid(req, &err);
+        return -1;
+    }
+    if (f->pin && pin_hash(&n->keys, f->pin, hash, PIN_HASH_MAX, &err) < 0) {
+        log_error("user.pin_hash_failed err=%s", err);
+        free(err);
+        http_reply_error(req, 500, "internal", "cannot hash the PIN");
+        return -1;
+    }
+    *detail = audit_detail(f, create);
+    if (!*detail) {
+        http_reply_error(req, 500, "internal", "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 void users_handle_create(struct evhttp_request *req, void *arg)
 {
     static const char sql[] =
@@ -176,34 +209,16 @@ void users_handle_create(struct evhttp_request *req, void *arg)
         "  SELECT $7, $8, 'user.create', u.username, $9::jsonb FROM u)"
         " SELECT " USERS_COLS " FROM u";
     struct node *n = arg;
-    char actor[USERS_ACTOR_MAX], hash[PIN_HASH_MAX], *detail = NULL, *err = NULL;
+    char actor[USERS_ACTOR_MAX], hash[PIN_HASH_MAX], *detail = NULL;
     const char *params[9];
-    struct users_fields f;
+    struct users_fields f = { .disabled = -1 };
     struct users_job *j = NULL;
-    json_t *body;
+    json_t *body = NULL;
 
     if (!node_authorize(n, req, APIKEY_ADMIN, actor, sizeof(actor)))
         return;
-    body = http_read_json(req);
-    http_wipe_body(req);
-    if (!body)
-        return;
-    if (users_fields_from_json(body, true, &f, &err) < 0) {
-        reply_invalid(req, &err);
+    if (read_fields(n, req, true, &body, &f, hash, &detail) < 0 || !(j = users_job_new(n, req)))
         goto done;
-    }
-    if (f.pin && pin_hash(&n->keys, f.pin, hash, sizeof(hash), &err) < 0) {
-        log_error("user.pin_hash_failed err=%s", err);
-        http_reply_error(req, 500, "internal", "cannot hash the PIN");
-        goto done;
-    }
-    detail = audit_detail(&f, true);
-    j = users_job_new(n, req);
-    if (!detail || !j) {
-        if (j)
-            http_reply_error(req, 500, "internal", "out of memory");
-        goto done;
-    }
     snprintf(j->username, sizeof(j->username), "%s", f.username);
     params[0] = f.username;
     params[1] = f.display_name ? f.display_name : "";
@@ -219,7 +234,6 @@ void users_handle_create(struct evhttp_request *req, void *arg)
 done:
     secret_wipe_str(f.pin);
     secret_wipe(hash, sizeof(hash));
-    free(err);
     free(detail);
     free(j);
     json_decref(body);
@@ -259,7 +273,7 @@ void users_handle_update(struct evhttp_request *req, void *arg)
         " SELECT (SELECT count(*) FROM cur) AS found, " USERS_COLS
         " FROM (SELECT 1) AS one LEFT JOIN u ON true";
     struct node *n = arg;
-    char actor[USERS_ACTOR_MAX], hash[PIN_HASH_MAX], *detail = NULL, *err = NULL;
+    char actor[USERS_ACTOR_MAX], hash[PIN_HASH_MAX], *detail = NULL;
     const char *params[11];
     struct users_fields f = { .disabled = -1 };
     struct users_job *j;
@@ -268,24 +282,8 @@ void users_handle_update(struct evhttp_request *req, void *arg)
     j = users_job_for_path(n, req, actor, NULL, 0);
     if (!j)
         return;
-    body = http_read_json(req);
-    http_wipe_body(req);
-    if (!body)
+    if (read_fields(n, req, false, &body, &f, hash, &detail) < 0)
         goto done;
-    if (users_fields_from_json(body, false, &f, &err) < 0) {
-        reply_invalid(req, &err);
-        goto done;
-    }
-    if (f.pin && pin_hash(&n->keys, f.pin, hash, sizeof(hash), &err) < 0) {
-        log_error("user.pin_hash_failed err=%s", err);
-        http_reply_error(req, 500, "internal", "cannot hash the PIN");
-        goto done;
-    }
-    detail = audit_detail(&f, false);
-    if (!detail) {
-        http_reply_error(req, 500, "internal", "out of memory");
-        goto done;
-    }
     params[0] = j->username;
     params[1] = f.display_name;
     params[2] = f.email;
@@ -302,7 +300,6 @@ void users_handle_update(struct evhttp_request *req, void *arg)
 done:
     secret_wipe_str(f.pin);
     secret_wipe(hash, sizeof(hash));
-    free(err);
     free(detail);
     free(j);
     json_decref(body);
