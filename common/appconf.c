@@ -165,6 +165,22 @@ static const struct cfg_key appconf_keys[] = {
     STR("node.auth_log.spool_dir", node.auth_log.spool_dir, "/var/lib/mfa-appliance/spool", 0),
     INT("node.auth_log.batch_max", node.auth_log.batch_max, "500", 1, 10000, 0),
     INT("node.auth_log.fsync_interval_ms", node.auth_log.fsync_interval_ms, "50", 1, 10000, 0),
+
+    /* mfa-replicator */
+    STR("replicator.pg_bin", replicator.pg_bin, "/usr/lib/postgresql/15/bin", 0),
+    STR("replicator.pgdata", replicator.pgdata, "", 0),
+    { "replicator.witness", CFG_BOOL, offsetof(struct appconf, replicator.witness), "false", 0, 0,
+      NULL, NULL, 0 },
+    { "replicator.fsync", CFG_BOOL, offsetof(struct appconf, replicator.fsync), "true", 0, 0, NULL,
+      NULL, 0 },
+    INT("replicator.poll_interval_ms", replicator.poll_interval_ms, "250", 50, 10000,
+        CFG_RELOADABLE),
+    INT("replicator.peer_timeout_ms", replicator.peer_timeout_ms, "1500", 100, 60000,
+        CFG_RELOADABLE),
+    INT("replicator.standby_timeout_ms", replicator.standby_timeout_ms, "2000", 500, 60000,
+        CFG_RELOADABLE),
+    STR("replicator.max_slot_wal_keep_size", replicator.max_slot_wal_keep_size, "1GB", 0),
+    INT("replicator.restart_backoff_max", replicator.restart_backoff_max, "30", 1, 3600, 0),
 };
 
 const struct cfg_schema appconf_schema = { appconf_keys, MFA_ARRAY_LEN(appconf_keys),

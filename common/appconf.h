@@ -122,6 +122,18 @@ struct appconf {
             int batch_max, fsync_interval_ms;
         } auth_log;
     } node;
+    /* mfa-replicator */
+    struct {
+        char *pg_bin;           /* PostgreSQL's programs */
+        char *pgdata;           /* "": <appliance.data_dir>/pgdata */
+        bool witness;           /* a voter without PostgreSQL */
+        bool fsync;             /* PostgreSQL's fsync (off only for throwaway test clusters) */
+        int poll_interval_ms;   /* how often each peer's /status is asked */
+        int peer_timeout_ms;    /* a peer unanswered this long is not seen */
+        int standby_timeout_ms; /* a standby silent this long leaves synchronous_standby_names */
+        char *max_slot_wal_keep_size;
+        int restart_backoff_max; /* seconds between restarts of a crashing PostgreSQL */
+    } replicator;
 };
 
 extern const struct cfg_schema appconf_schema;

@@ -98,6 +98,9 @@ int daemon_drop_root(const char *user, char **err)
     /* Make sure there is no way back. */
     if (setuid(0) == 0)
         return err_set(err, "dropped to user %s but could regain root", user);
+    /* Libraries look in $HOME (libpq's ~/.postgresql): not root's any more. */
+    if (setenv("HOME", pw->pw_dir, 1) != 0 || setenv("USER", pw->pw_name, 1) != 0)
+        return err_set(err, "cannot set HOME: %s", strerror(errno));
     return 0;
 }
 

@@ -233,3 +233,30 @@ void secret_wipe_str(const char *s)
     if (s)
         OPENSSL_cleanse((void *)(uintptr_t)s, strlen(s));
 }
+
+int db_password(const struct keyring *kr, const char *role, char *out, size_t outsz, char **err)
+{
+    static const char label[] = "mfa-appliance db password";
+    unsigned char msg[sizeof(label) + 64], mac[EVP_MAX_MD_SIZE];
+    unsigned int maclen = 0;
+    size_t rlen = strlen(role);
+    const struct key_entry *oldest = NULL;
+
+    for (size_t i = 0; i < kr->npepper; i++)
+        if (!oldest || kr->pepper[i].id < oldest->id)
+            oldest = &kr->pepper[i];
+    if (!oldest)
+        return err_set(err, "the key file has no pepper key");
+    if (rlen == 0 || rlen > 63)
+        return err_set(err, "database role name must be 1-63 characters");
+    memcpy(msg, label, sizeof(label)); /* with its NUL */
+    memcpy(msg + sizeof(label), role, rlen);
+    if (HMAC(EVP_sha256(), oldest->key, KEY_LEN, msg, sizeof(label) + rlen, mac, &maclen) == NULL) {
+        return err_set(err, "HMAC-SHA-256 failed");
+    }
+    int rc = b64url_encode(mac, maclen, out, outsz);
+    secret_wipe(mac, sizeof(mac));
+    if (rc < 0)
+        return err_set(err, "password buffer too small");
+    return 0;
+}

@@ -87,4 +87,17 @@ int apikey_new(char *out, size_t outsz) MFA_MUSTCHECK;
  */
 void apikey_hash(const char *key, char out[65]);
 
+/* base64url of 32 bytes + NUL */
+#define DB_PASSWORD_MAX (43 + 1)
+
+/*
+ * The password of database role <role>, the same on every member and stored
+ * nowhere: base64url(HMAC-SHA-256(oldest pepper key of <kr>,
+ * "mfa-appliance db password" NUL <role>)). The oldest key, so rotating in a
+ * new pepper does not change it. Writes it and a NUL to <out> (outsz >=
+ * DB_PASSWORD_MAX). Returns 0, or -1 with *err (no pepper, small buffer).
+ */
+int db_password(const struct keyring *kr, const char *role, char *out, size_t outsz,
+                char **err) MFA_MUSTCHECK;
+
 #endif

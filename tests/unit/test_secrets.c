@@ -1,6 +1,6 @@
 /*
  * PIN hashes (format, verify, pepper rotation, strict parsing of stored
- * values), API keys, and the constant-time helpers.
+ * values), API keys, database passwords, and the constant-time helpers.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "keyfile.h"
 #include "secrets.h"
@@ -226,6 +228,90 @@ static void test_apikey(void **state)
     assert_int_equal(strspn(h, "0123456789abcdef"), 64);
 }
 
+/*
+ * db_password() computed apart from the library: HMAC-SHA-256 of
+ * "mfa-appliance db password" NUL <role> under <key>, base64url unpadded.
+ */
+static void expected_db_password(const unsigned char *key, const char *role, char out[64])
+{
+    static const char label[] = "mfa-appliance db password";
+    unsigned char msg[sizeof(label) + 64], mac[32], b64[64];
+    unsigned int maclen = 0;
+    int n;
+
+    memcpy(msg, label, sizeof(label));
+    memcpy(msg + sizeof(label), role, strlen(role));
+    assert_non_null(
+        HMAC(EVP_sha256(), key, KEY_LEN, msg, sizeof(label) + strlen(role), mac, &maclen));
+    assert_int_equal(maclen, 32);
+    n = EVP_EncodeBlock(b64, mac, 32);
+    assert_int_equal(n, 44);
+    for (int i = 0; i < n; i++)
+        out[i] = b64[i] == '+' ? '-' : b64[i] == '/' ? '_' : (char)b64[i];
+    while (n > 0 && out[n - 1] == '=')
+        n--;
+    out[n] = '\0';
+}
+
+static void test_db_password(void **state)
+{
+    struct keyring kr;
+    char a[DB_PASSWORD_MAX], b[DB_PASSWORD_MAX], want[64], *err = NULL;
+    unsigned char key1[KEY_LEN];
+
+    (void)state;
+    fill_ring(&kr, 1);
+    memcpy(key1, kr.pepper[0].key, KEY_LEN);
+    assert_int_equal(db_password(&kr, "mfa", a, sizeof(a), &err), 0);
+    assert_null(err);
+    /* 32 bytes of base64url, unpadded */
+    assert_int_equal(strlen(a), 43);
+    assert_int_equal(strspn(a, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+                     43);
+    expected_db_password(key1, "mfa", want);
+    assert_string_equal(a, want);
+
+    /* the same keyring and role: the same password, on every member */
+    assert_int_equal(db_password(&kr, "mfa", b, sizeof(b), &err), 0);
+    assert_string_equal(a, b);
+    /* another role, another password */
+    assert_int_equal(db_password(&kr, "mfa_replication", b, sizeof(b), &err), 0);
+    assert_string_not_equal(a, b);
+    expected_db_password(key1, "mfa_replication", want);
+    assert_string_equal(b, want);
+
+    /* a newer pepper rotated in: the oldest still derives it, in any order */
+    fill_ring(&kr, 3);
+    assert_int_equal(db_password(&kr, "mfa", b, sizeof(b), &err), 0);
+    assert_string_equal(a, b);
+    kr.pepper[0] = kr.pepper[2];
+    memcpy(kr.pepper[2].key, key1, KEY_LEN);
+    kr.pepper[2].id = 1;
+    assert_int_equal(db_password(&kr, "mfa", b, sizeof(b), &err), 0);
+    assert_string_equal(a, b);
+    /* with pepper 1 gone, the next oldest (2) is used: a different password */
+    kr.npepper = 2;
+    assert_int_equal(db_password(&kr, "mfa", b, sizeof(b), &err), 0);
+    assert_string_not_equal(a, b);
+    expected_db_password(kr.pepper[1].key, "mfa", want);
+    assert_int_equal(kr.pepper[1].id, 2);
+    assert_string_equal(b, want);
+
+    /* a buffer one short fails */
+    fill_ring(&kr, 1);
+    assert_int_equal(db_password(&kr, "mfa", b, DB_PASSWORD_MAX - 1, &err), -1);
+    assert_non_null(err);
+    mfa_free(err);
+    /* no pepper key fails */
+    kr.npepper = 0;
+    assert_int_equal(db_password(&kr, "mfa", b, sizeof(b), &err), -1);
+    assert_non_null(strstr(err, "pepper"));
+    mfa_free(err);
+    assert_int_equal(db_password(&kr, "mfa", b, sizeof(b), NULL), -1);
+    keyring_wipe(&kr);
+    secret_wipe(key1, sizeof(key1));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -236,6 +322,7 @@ int main(void)
         cmocka_unit_test(test_pin_rotation),
         cmocka_unit_test(test_pin_malformed),
         cmocka_unit_test(test_apikey),
+        cmocka_unit_test(test_db_password),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
