@@ -1,13 +1,17 @@
 /*
  * mfa-node's database connections; see db.h.
  *
- * The probe asks the local database, once a second, whether it is in
- * recovery and which upstream its WAL receiver streams from. That answer
- * decides the write connection: to the local database on a primary, to the
- * upstream on a standby, none when a standby streams from nobody (the primary
- * is gone). A write connection to a new address replaces the old one; its
- * pending writes fail through their callbacks, and the caller answers
- * read_only.
+ * Two sources name the primary. The replicator's answer (primary.h), while
+ * it answers: the member it names, or none. Otherwise the probe, which asks
+ * the local database once a second whether it is in recovery and which
+ * upstream its WAL receiver streams from: the local database on a primary,
+ * the upstream on a standby, none when a standby streams from nobody (the
+ * primary is gone). The probe always runs (it also gives the role and the
+ * lag), and its last answer is kept, so a replicator that stops answering
+ * hands over at once; the first answer from the replicator takes back over.
+ *
+ * A write connection to a new address replaces the old one; its pending
+ * writes fail through their callbacks, and the caller answers read_only.
  */
 #include "db.h"
 
@@ -18,6 +22,8 @@
 #include "daemon.h"
 #include "errmsg.h"
 #include "log.h"
+#include "primary.h"
+#include "secrets.h"
 
 #define PROBE_TIMEOUT_MS 900
 #define STMTS_MAX        16
@@ -35,7 +41,7 @@ struct stmt {
 struct nodedb {
     struct event_base *base;
     const struct appconf *conf; /* the daemon's, read afresh at each use */
-    char extra[512];            /* conninfo tail: credentials, TLS, application name */
+    char extra[512];            /* conninfo tail: credentials, TLS, application name; wiped */
     /*
      * Each libpq connection runs one query at a time, so each side has a
      * small pool (node.db.connections); [0] is the one the probe and the auth
@@ -50,6 +56,11 @@ struct nodedb {
     int primary_port;
     struct stmt stmts[STMTS_MAX];
     size_t nstmts;
+    struct primary_watch *watch; /* NULL: the replicator is never asked */
+    enum nodedb_source source;
+    bool probe_said;     /* the probe has named a primary (or none) */
+    char probe_addr[64]; /* what it named: "" for none */
+    int probe_port;
     bool probing;
     bool closing; /* in nodedb_free(): callbacks may not queue more */
     void (*on_primary)(void *arg, struct pgconn *primary);
@@ -64,9 +75,19 @@ static const char *const role_names[] = {
     [NODEDB_STANDBY] = "standby",
 };
 
+static const char *const source_names[] = {
+    [NODEDB_SOURCE_DATABASE] = "database",
+    [NODEDB_SOURCE_REPLICATOR] = "replicator",
+};
+
 const char *nodedb_role_name(enum nodedb_role role)
 {
     return (unsigned)role < MFA_ARRAY_LEN(role_names) ? role_names[role] : "?";
+}
+
+const char *nodedb_source_name(enum nodedb_source source)
+{
+    return (unsigned)source < MFA_ARRAY_LEN(source_names) ? source_names[source] : "?";
 }
 
 /* Appends " key='value'" to <buf>, quoting as libpq reads it. */
@@ -107,13 +128,16 @@ static struct pgconn *connect_to(struct nodedb *db, const char *addr, int port, 
         .connect_timeout_ms = c->node.db.connect_timeout_ms,
         .query_timeout_ms = c->node.db.query_timeout_ms,
     };
+    struct pgconn *conn = NULL;
 
     snprintf(extra, sizeof(extra), "%s%s", db->extra,
              marks ? " options='-c synchronous_commit=off'" : "");
     if (pgconn_conninfo(conninfo, sizeof(conninfo), addr, port, c->node.db.name, c->node.db.user,
-                        extra, c->node.db.connect_timeout_ms, err) < 0)
-        return NULL;
-    return pgconn_new(db->base, &s, err);
+                        extra, c->node.db.connect_timeout_ms, err) == 0)
+        conn = pgconn_new(db->base, &s, err);
+    secret_wipe(extra, sizeof(extra)); /* both hold the password */
+    secret_wipe(conninfo, sizeof(conninfo));
+    return conn;
 }
 
 /* The connection of <pool> to use: an idle one if any, else the next in turn. */
@@ -157,11 +181,72 @@ static void free_pool(struct pgconn **pool, int n)
     }
 }
 
-struct nodedb *nodedb_new(struct event_base *base, const struct appconf *conf, char **err)
+/*
+ * Fills db->extra: the application name, TLS settings and the password
+ * (node.db.password, else derived from <kr>), whose copy here is wiped.
+ */
+static int set_extra(struct nodedb *db, const struct keyring *kr, char **err)
+{
+    const struct appconf *c = db->conf;
+    const char *password = c->node.db.password, *rootcert = c->node.db.sslrootcert;
+    char derived[DB_PASSWORD_MAX], app[64];
+    int rc = -1;
+
+    if (!*password) {
+        if (db_password(kr, c->node.db.user, derived, sizeof(derived), err) < 0)
+            return err_prefix(err, "node.db.password from the key file");
+        password = derived;
+    }
+    if (!*rootcert && (strcmp(c->node.db.sslmode, "verify-ca") == 0 ||
+                       strcmp(c->node.db.sslmode, "verify-full") == 0))
+        rootcert = c->cluster.tls_ca;
+    snprintf(app, sizeof(app), "mfa-node-%s", appconf_local(c)->id);
+    if (append_kv(db->extra, sizeof(db->extra), "application_name", app) < 0 ||
+        append_kv(db->extra, sizeof(db->extra), "sslmode", c->node.db.sslmode) < 0 ||
+        append_kv(db->extra, sizeof(db->extra), "password", password) < 0 ||
+        (*rootcert && append_kv(db->extra, sizeof(db->extra), "sslrootcert", rootcert) < 0))
+        err_set(err, "node.db: settings too long");
+    else
+        rc = 0;
+    secret_wipe(derived, sizeof(derived));
+    return rc;
+}
+
+static void follow_primary(struct nodedb *db, const char *addr, int port);
+
+/* What the replicator said (primary.h); the probe's word stands in while it is silent. */
+static void on_replicator(void *arg, const struct member_conf *primary, const char *err)
+{
+    struct nodedb *db = arg;
+
+    if (db->closing)
+        return;
+    if (err) {
+        if (db->source != NODEDB_SOURCE_REPLICATOR)
+            return;
+        log_notice("db.primary_source from=replicator to=database err=%s", err);
+        db->source = NODEDB_SOURCE_DATABASE;
+        if (db->probe_said)
+            follow_primary(db, db->probe_addr, db->probe_port);
+        return;
+    }
+    if (db->source != NODEDB_SOURCE_REPLICATOR) {
+        log_notice("db.primary_source from=database to=replicator");
+        db->source = NODEDB_SOURCE_REPLICATOR;
+    }
+    /* A primary that is this member is its local database: the same address and port. */
+    if (primary)
+        follow_primary(db, primary->address, primary->ports.postgres);
+    else
+        follow_primary(db, "", 0);
+}
+
+struct nodedb *nodedb_new(struct event_base *base, const struct appconf *conf,
+                          const struct keyring *kr, char **err)
 {
     const struct member_conf *me = appconf_local(conf);
     struct nodedb *db = calloc(1, sizeof(*db));
-    char app[64];
+    char *werr = NULL;
 
     if (!db) {
         err_set(err, "out of memory");
@@ -169,16 +254,8 @@ struct nodedb *nodedb_new(struct event_base *base, const struct appconf *conf, c
     }
     db->base = base;
     db->conf = conf;
-    snprintf(app, sizeof(app), "mfa-node-%s", me->id);
-    if (append_kv(db->extra, sizeof(db->extra), "application_name", app) < 0 ||
-        append_kv(db->extra, sizeof(db->extra), "sslmode", conf->node.db.sslmode) < 0 ||
-        (*conf->node.db.password &&
-         append_kv(db->extra, sizeof(db->extra), "password", conf->node.db.password) < 0) ||
-        (*conf->node.db.sslrootcert &&
-         append_kv(db->extra, sizeof(db->extra), "sslrootcert", conf->node.db.sslrootcert) < 0)) {
-        err_set(err, "node.db: settings too long");
+    if (set_extra(db, kr, err) < 0)
         goto fail;
-    }
     db->pool = conf->node.db.connections;
     for (int i = 0; i < db->pool; i++) {
         db->local[i] = connect_to(db, me->address, me->ports.postgres, false, err);
@@ -187,7 +264,12 @@ struct nodedb *nodedb_new(struct event_base *base, const struct appconf *conf, c
     }
     db->status.replay_lag_s = -1;
     db->status.lag_bytes = -1;
+    db->watch = primary_watch_new(base, conf, on_replicator, db, &werr);
+    if (!db->watch)
+        log_notice("db.primary_source replicator=off reason=%s", werr);
+    free(werr);
     nodedb_tick(db);
+    nodedb_poll_replicator(db);
     return db;
 fail:
     nodedb_free(db);
@@ -199,11 +281,13 @@ void nodedb_free(struct nodedb *db)
     if (!db)
         return;
     db->closing = true;
+    primary_watch_free(db->watch);
     if (db->on_primary)
         db->on_primary(db->on_primary_arg, NULL);
     free_pool(db->marks, db->pool);
     free_pool(db->primary, db->pool);
     free_pool(db->local, db->pool);
+    secret_wipe(db->extra, sizeof(db->extra));
     free(db);
 }
 
@@ -364,12 +448,18 @@ static void probe_done(void *arg, const PGresult *res, const char *err)
     if (!recovery) {
         const struct member_conf *me = appconf_local(db->conf);
 
-        follow_primary(db, me->address, me->ports.postgres);
+        snprintf(db->probe_addr, sizeof(db->probe_addr), "%s", me->address);
+        db->probe_port = me->ports.postgres;
     } else if (!PQgetisnull(res, 0, 1)) {
-        follow_primary(db, PQgetvalue(res, 0, 1), atoi(PQgetvalue(res, 0, 2)));
+        snprintf(db->probe_addr, sizeof(db->probe_addr), "%s", PQgetvalue(res, 0, 1));
+        db->probe_port = atoi(PQgetvalue(res, 0, 2));
     } else {
-        follow_primary(db, "", 0);
+        db->probe_addr[0] = '\0';
+        db->probe_port = 0;
     }
+    db->probe_said = true;
+    if (db->source == NODEDB_SOURCE_DATABASE)
+        follow_primary(db, db->probe_addr, db->probe_port);
 }
 
 void nodedb_tick(struct nodedb *db)
@@ -398,9 +488,16 @@ void nodedb_tick(struct nodedb *db)
     db->probing = true;
 }
 
+void nodedb_poll_replicator(struct nodedb *db)
+{
+    if (db->watch && !db->closing)
+        primary_watch_poll(db->watch);
+}
+
 void nodedb_get_status(const struct nodedb *db, struct nodedb_status *out)
 {
     *out = db->status;
+    out->source = db->source;
     out->primary_up = nodedb_writable(db);
     if (*db->primary_addr)
         snprintf(out->primary, sizeof(out->primary), "%s:%d", db->primary_addr, db->primary_port);

@@ -2,11 +2,20 @@
  * mfa-node's two database connections: reads go to the local PostgreSQL
  * (primary or hot standby), writes to the cluster's primary.
  *
- * The node learns where the primary is from its local database, once a
- * second: a primary is itself; a standby names the upstream it streams from
- * (pg_stat_wal_receiver, which needs the pg_read_all_stats role). When the
- * upstream changes the write connection follows; when there is none, writes
- * are refused at once (read-only) instead of waiting on a dead host.
+ * The node learns where the primary is from its local mfa-replicator, every
+ * 250 ms (primary.h): the member its /status names, or none. While the
+ * replicator does not answer (or the node has no TLS files to ask it with)
+ * the local database says, once a second: a primary is itself; a standby
+ * names the upstream it streams from (pg_stat_wal_receiver, which needs the
+ * pg_read_all_stats role). When the primary changes the write connection
+ * follows; when there is none, writes are refused at once (read-only)
+ * instead of waiting on a dead host.
+ *
+ * Credentials: node.db.password, or when it is empty the password the
+ * replicator gives the role, derived from the key file (db_password(),
+ * secrets.h). With sslmode verify-ca or verify-full and no
+ * node.db.sslrootcert, the server's certificate must chain to
+ * cluster.tls.ca.
  */
 #ifndef MFA_NODE_DB_H
 #define MFA_NODE_DB_H
@@ -20,6 +29,7 @@
 #include "mem.h"
 #include "pgconn.h"
 
+struct keyring;
 struct nodedb;
 
 enum nodedb_role {
@@ -28,8 +38,15 @@ enum nodedb_role {
     NODEDB_STANDBY,
 };
 
+/* Who named the primary the write connection follows. */
+enum nodedb_source {
+    NODEDB_SOURCE_DATABASE = 0, /* the local database's pg_stat_wal_receiver */
+    NODEDB_SOURCE_REPLICATOR,   /* the local mfa-replicator's /status */
+};
+
 struct nodedb_status {
     enum nodedb_role role;
+    enum nodedb_source source;
     bool local_up;         /* the local database answered the last probe */
     bool primary_up;       /* the write connection is up */
     char primary[80];      /* "address:port" of the primary, "" when unknown */
@@ -41,12 +58,17 @@ struct nodedb_status {
 /* Returned by nodedb_write() when no primary is reachable. */
 #define NODEDB_READ_ONLY 1
 
+/* How often the daemon calls nodedb_poll_replicator(). */
+#define NODEDB_REPLICATOR_POLL_MS 250
+
 /*
- * Connects to the local database of <conf>'s member and starts probing for
- * the primary. Returns the handle, or NULL with *err.
+ * Connects to the local database of <conf>'s member and starts looking for
+ * the primary. <kr> (the key file) gives the password when node.db.password
+ * is empty; it is not kept. Without usable TLS files the replicator is never
+ * asked (logged once). Returns the handle, or NULL with *err.
  */
 struct nodedb *nodedb_new(struct event_base *base, const struct appconf *conf,
-                          char **err) MFA_MUSTCHECK;
+                          const struct keyring *kr, char **err) MFA_MUSTCHECK;
 
 /* Closes both connections; pending callbacks get "connection closed". */
 void nodedb_free(struct nodedb *db);
@@ -103,9 +125,13 @@ void nodedb_on_primary(struct nodedb *db, void (*fn)(void *arg, struct pgconn *p
 /* Probes the local role; the daemon calls it every second. */
 void nodedb_tick(struct nodedb *db);
 
+/* Asks the local replicator for the primary, unless a request is in flight. */
+void nodedb_poll_replicator(struct nodedb *db);
+
 void nodedb_get_status(const struct nodedb *db, struct nodedb_status *out);
 
 const char *nodedb_role_name(enum nodedb_role role);
+const char *nodedb_source_name(enum nodedb_source source);
 
 /*
  * Row <row> of <res> as a JSON object keyed by column name: booleans,

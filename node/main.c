@@ -5,7 +5,8 @@
  *
  * Process endpoints, no API key: GET /health (the process answers), GET
  * /ready (the local database answers: HAProxy's health check), GET /status
- * (role, lag, live challenges, version), GET /metrics (Prometheus).
+ * (role, lag, where the primary was learnt, live challenges, version), GET
+ * /metrics (Prometheus).
  */
 #include <event2/buffer.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include "daemon.h"
 #include "db.h"
 #include "errmsg.h"
+#include "httpclient.h"
 #include "httpserver.h"
 #include "keyfile.h"
 #include "log.h"
@@ -50,10 +52,11 @@ static json_t *status_json(struct node *n)
 
     nodedb_get_status(n->db, &st);
     out = json_pack(
-        "{s:s, s:s, s:s, s:b, s:b, s:s?, s:f, s:I, s:f, s:b, s:I}", "node_id", n->id, "version",
-        MFA_VERSION, "role", nodedb_role_name(st.role), "local_db", st.local_up, "writable",
-        st.primary_up, "primary", *st.primary ? st.primary : NULL, "replay_lag_s", st.replay_lag_s,
-        "lag_bytes", (json_int_t)st.lag_bytes, "clock_offset_s", st.clock_offset_s, "draining",
+        "{s:s, s:s, s:s, s:b, s:b, s:s?, s:s, s:f, s:I, s:f, s:b, s:I}", "node_id", n->id,
+        "version", MFA_VERSION, "role", nodedb_role_name(st.role), "local_db", st.local_up,
+        "writable", st.primary_up, "primary", *st.primary ? st.primary : NULL, "primary_source",
+        nodedb_source_name(st.source), "replay_lag_s", st.replay_lag_s, "lag_bytes",
+        (json_int_t)st.lag_bytes, "clock_offset_s", st.clock_offset_s, "draining",
         daemon_draining(n->d), "uptime_s", (json_int_t)((clock_mono_ms() - n->started_ms) / 1000));
     auth_status(n, out);
     return out;
@@ -132,10 +135,13 @@ static int start(struct daemon *d, char **err)
     snprintf(n->id, sizeof(n->id), "%s", me->id);
     if (keyfile_load(c->appliance.key_file, &n->keys, err) < 0)
         return -1;
+    /* libcurl's global state before any thread starts (httpclient.h). */
+    if (httpclient_global_init(err) < 0)
+        return -1;
     n->workers = worker_pool_new(daemon_base(d), 2, err);
     if (!n->workers)
         return -1;
-    n->db = nodedb_new(daemon_base(d), c, err);
+    n->db = nodedb_new(daemon_base(d), c, &n->keys, err);
     if (!n->db)
         return -1;
     n->apikeys = apikeys_new(n->db, err);
@@ -154,6 +160,8 @@ static void tick(struct daemon *d)
 {
     struct node *n = daemon_arg(d);
 
+    if (daemon_every(d, NODEDB_REPLICATOR_POLL_MS))
+        nodedb_poll_replicator(n->db);
     if (daemon_every(d, 1000)) {
         nodedb_tick(n->db);
         apikeys_tick(n->apikeys);

@@ -107,7 +107,10 @@ class Node:
 class NodeCluster:
     """PostgreSQL primary + standby(s) with one mfa-node on each."""
 
-    def __init__(self, binary, schema_tool, standbys=1, node_conf=""):
+    def __init__(self, binary, schema_tool, standbys=1, node_conf="", tls=None):
+        """<tls>: None, or {"ca", "cert", "key"} paths the nodes get as
+        cluster.tls.ca and appliance.tls.cert/key (readable by the nodes' user)."""
+        self.tls = tls
         self.pg = PgCluster(standbys=standbys)
         self.base = self.pg.base
         self.binary = binary
@@ -160,15 +163,21 @@ class NodeCluster:
             f'{{ id = "{m["id"]}"; address = "127.0.0.1"; ports = {{ '
             + " ".join(f"{k} = {v};" for k, v in m["ports"].items()) + " }; }"
             for m in self.members)
+        cluster_tls = appliance_tls = ""
+        if self.tls:
+            cluster_tls = f'tls = {{ ca = "{self.tls["ca"]}"; }};'
+            appliance_tls = f'tls = {{ cert = "{self.tls["cert"]}"; key = "{self.tls["key"]}"; }};'
         return f"""version = 1;
 cluster = {{
   name = "test";
   members = (
     {members}
   );
+  {cluster_tls}
 }};
 appliance = {{
   member = "{member_id}";
+  {appliance_tls}
   user = "{run_as_user() or pwd.getpwuid(os.getuid()).pw_name}";
   key_file = "{self.key_file}";
   data_dir = "{node.dir}";
