@@ -1,0 +1,241 @@
+/*
+ * mfa-replicator's control API: JSON over HTTPS with client certificates
+ * from the cluster CA (docs/replication.md). /status is a snapshot of what
+ * the probes and the peer polls last found; it never waits on the database.
+ * The actions start tasks (role.c): /promote and /fence answer when their
+ * task is done, /rejoin at once (the caller polls /status).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "errmsg.h"
+#include "httpserver.h"
+#include "log.h"
+#include "repl.h"
+#include "tls.h"
+
+static json_t *lsn_json(uint64_t lsn)
+{
+    char buf[32];
+
+    return lsn ? json_string(lsn_format(lsn, buf, sizeof(buf))) : json_null();
+}
+
+static const char *status_primary(struct repl *r)
+{
+    const struct peer *p;
+
+    if (r->role == ROLE_PRIMARY)
+        return r->me;
+    if (r->role == ROLE_STANDBY && r->local.streaming && *r->upstream)
+        return r->upstream;
+    p = peers_primary(r);
+    return p ? p->id : NULL;
+}
+
+json_t *control_status(struct repl *r)
+{
+    const struct local_state *l = &r->local;
+    bool running = r->pm == PM_RUNNING && l->up;
+    bool standby = running && l->in_recovery;
+    bool primary = running && !l->in_recovery && r->role == ROLE_PRIMARY;
+    json_t *out = json_object(), *peers = json_array(), *hist = json_array(), *sync = json_array();
+    uint32_t tli = 0;
+    uint64_t lsn = 0;
+    bool known = repl_position(r, &tli, &lsn);
+    const char *primary_id = status_primary(r);
+
+    for (size_t i = 0; i < r->npeers; i++) {
+        const struct peer *p = &r->peers[i];
+        double age = peer_age(p);
+        json_t *tl = p->status ? json_object_get(p->status, "timeline") : NULL;
+        json_t *pl = p->status ? json_object_get(p->status, "lsn") : NULL;
+
+        json_array_append_new(
+            peers,
+            json_pack("{s:s, s:b, s:o, s:o, s:O, s:O, s:s?}", "id", p->id, "seen", peer_seen(r, p),
+                      "age_s", age < 0 ? json_null() : json_real(age), "role",
+                      peer_seen(r, p) && peer_str(p, "role") ? json_string(peer_str(p, "role"))
+                                                             : json_null(),
+                      "timeline", tl ? tl : json_null(), "lsn", pl ? pl : json_null(), "error",
+                      p->error[0] ? p->error : NULL));
+    }
+    if (primary) {
+        for (int i = 0; i < r->nhistory; i++) {
+            char buf[32];
+            uint32_t child = i + 1 < r->nhistory ? r->history[i + 1].tli : r->history_tli;
+            json_array_append_new(
+                hist, json_pack("{s:i, s:i, s:s}", "timeline", (int)child, "parent",
+                                (int)r->history[i].tli, "switch_lsn",
+                                lsn_format(r->history[i].switch_lsn, buf, sizeof(buf))));
+        }
+        /* "ANY n (\"a\", \"b\")": the quoted names */
+        for (const char *s = strchr(r->sync_names, '"'); s; s = strchr(s, '"')) {
+            const char *e = strchr(s + 1, '"');
+            if (!e)
+                break;
+            json_array_append_new(sync, json_stringn(s + 1, (size_t)(e - s - 1)));
+            s = e + 1;
+        }
+    }
+
+    json_object_set_new(out, "member", json_string(r->me));
+    json_object_set_new(out, "role", json_string(repl_role_name(r->role)));
+    json_object_set_new(out, "writable", json_boolean(primary && !r->fenced && !l->read_only));
+    json_object_set_new(out, "fenced", json_boolean(r->fenced));
+    json_object_set_new(out, "fence_reason",
+                        r->fence_reason ? json_string(r->fence_reason) : json_null());
+    json_object_set_new(out, "system_identifier",
+                        running && *l->sysid ? json_string(l->sysid)
+                        : r->control_valid   ? json_string(r->control.system_identifier)
+                                             : json_null());
+    json_object_set_new(out, "timeline", known ? json_integer(tli) : json_null());
+    json_object_set_new(out, "lsn", known ? lsn_json(lsn) : json_null());
+    json_object_set_new(out, "receive_lsn", standby ? lsn_json(l->receive_lsn) : json_null());
+    json_object_set_new(out, "replay_lsn", standby ? lsn_json(l->replay_lsn) : json_null());
+    json_object_set_new(out, "lag_bytes",
+                        standby ? json_integer(l->receive_lsn > l->replay_lsn
+                                                   ? (json_int_t)(l->receive_lsn - l->replay_lsn)
+                                                   : 0)
+                                : json_null());
+    json_object_set_new(out, "lag_seconds", standby ? json_real(l->lag_s) : json_null());
+    json_object_set_new(out, "upstream",
+                        r->role != ROLE_PRIMARY && *r->upstream ? json_string(r->upstream)
+                                                                : json_null());
+    json_object_set_new(out, "streaming", standby ? json_boolean(l->streaming) : json_null());
+    json_object_set_new(out, "primary", primary_id ? json_string(primary_id) : json_null());
+    json_object_set_new(out, "standbys",
+                        primary && l->standbys ? json_incref(l->standbys) : json_array());
+    json_object_set_new(out, "sync_standbys", sync);
+    json_object_set_new(out, "sees_majority", json_boolean(repl_sees_majority(r)));
+    json_object_set_new(out, "peers", peers);
+    json_object_set_new(out, "timeline_history", hist);
+    json_object_set_new(out, "task", r->task ? json_string(r->task) : json_null());
+    json_object_set_new(out, "task_error",
+                        r->task_error[0] ? json_string(r->task_error) : json_null());
+    json_object_set_new(out, "postgres",
+                        json_pack("{s:b, s:o, s:i}", "running", r->pm == PM_RUNNING, "pid",
+                                  r->pm_pid ? json_integer(r->pm_pid) : json_null(), "restarts",
+                                  r->pm_restarts));
+    json_object_set_new(out, "version", json_string(MFA_VERSION));
+    return out;
+}
+
+static void handle_status(struct evhttp_request *req, void *arg)
+{
+    http_reply_json(req, 200, control_status(arg));
+}
+
+static void handle_health(struct evhttp_request *req, void *arg)
+{
+    (void)arg;
+    http_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static void refuse(struct evhttp_request *req, const char *code, char *err)
+{
+    int status = strncmp(err, "busy", 4) == 0 ? 503 : 409;
+
+    http_reply_error(req, status, strncmp(err, "busy", 4) == 0 ? "busy" : code, "%s", err);
+    free(err);
+}
+
+static void handle_promote(struct evhttp_request *req, void *arg)
+{
+    struct repl *r = arg;
+    char *err = NULL;
+
+    log_notice("api.promote peer=%s", "-");
+    if (repl_promote(r, req, &err) < 0)
+        refuse(req, strstr(err, "writable primary") ? "primary_elsewhere" : "not_standby", err);
+}
+
+static void handle_fence(struct evhttp_request *req, void *arg)
+{
+    struct repl *r = arg;
+    char *err = NULL;
+
+    log_notice("api.fence");
+    if (repl_fence(r, req, &err) < 0)
+        refuse(req, "not_primary", err);
+}
+
+static void handle_resume(struct evhttp_request *req, void *arg)
+{
+    struct repl *r = arg;
+    char *err = NULL;
+
+    log_notice("api.resume");
+    if (repl_resume(r, &err) < 0) {
+        refuse(req, strstr(err, "primary now") ? "primary_elsewhere" : "not_stopped", err);
+        return;
+    }
+    http_reply_json(req, 200, json_pack("{s:s}", "role", "primary"));
+}
+
+static void handle_rejoin(struct evhttp_request *req, void *arg)
+{
+    struct repl *r = arg;
+    json_t *body = http_read_json(req);
+    const char *primary;
+    char *err = NULL;
+
+    if (!body)
+        return;
+    primary = json_string_value(json_object_get(body, "primary"));
+    if (!primary || !appconf_member(daemon_conf(r->d), primary) || strcmp(primary, r->me) == 0) {
+        http_reply_error(req, 400, "bad_member", "\"primary\" must name another member");
+        json_decref(body);
+        return;
+    }
+    log_notice("api.rejoin primary=%s", primary);
+    /* Already there, or on the way: nothing to do. */
+    if ((r->role == ROLE_STANDBY && strcmp(r->upstream, primary) == 0) ||
+        (r->task && strcmp(r->task, "rejoin") == 0 && strcmp(r->rejoin_to, primary) == 0) ||
+        repl_rejoin(r, primary, &err) == 0) {
+        http_reply_json(req, 202, json_pack("{s:s}", "role", repl_role_name(r->role)));
+    } else {
+        refuse(req, "not_primary", err);
+    }
+    json_decref(body);
+}
+
+static const struct http_route routes[] = {
+    { EVHTTP_REQ_GET, "/health", false, handle_health },
+    { EVHTTP_REQ_GET, "/status", false, handle_status },
+    { EVHTTP_REQ_POST, "/promote", false, handle_promote },
+    { EVHTTP_REQ_POST, "/fence", false, handle_fence },
+    { EVHTTP_REQ_POST, "/resume", false, handle_resume },
+    { EVHTTP_REQ_POST, "/rejoin", false, handle_rejoin },
+};
+
+struct http_server *control_start(struct repl *r, char **err)
+{
+    const struct appconf *c = daemon_conf(r->d);
+    const struct member_conf *me = appconf_local(c);
+    struct tls_settings ts = {
+        .cert_file = c->appliance.tls_cert,
+        .key_file = c->appliance.tls_key,
+        .ca_file = c->cluster.tls_ca,
+        .require_client_cert = true,
+        .min_version = c->cluster.tls_min_version,
+        .ciphers = c->cluster.tls_ciphers,
+        .ciphersuites = c->cluster.tls_ciphersuites,
+    };
+    struct http_server_settings hs = {
+        .address = me->address,
+        .port = me->ports.replicator,
+        .max_body = 65536,
+        .max_headers = 16384,
+        .timeout_ms = 10000,
+    };
+    struct http_server *srv;
+
+    hs.tls = tls_server_ctx_new(&ts, err);
+    if (!hs.tls)
+        return NULL;
+    srv = http_server_new(r->base, &hs, routes, MFA_ARRAY_LEN(routes), r, err);
+    SSL_CTX_free(hs.tls);
+    return srv;
+}

@@ -1,0 +1,901 @@
+/*
+ * The member's role and every change of it: how PostgreSQL starts (a new
+ * cluster, a copy of the primary, a standby, or a primary again), how a
+ * standby follows a new primary (re-pointed, rewound, or copied afresh),
+ * promotion, the switchover's fence, the self-fence of a primary that lost
+ * the majority, and the synchronous standby list.
+ *
+ * Invariants:
+ * - PostgreSQL starts as a primary only when this member sees a majority of
+ *   the voters, none of them is a primary and none is on a newer timeline.
+ * - A primary that sees a primary on a newer timeline fences itself at once
+ *   and rejoins it.
+ * - A primary that has not seen a majority for cluster.fence_after seconds
+ *   refuses writes until it sees one again.
+ * - One task at a time; decisions wait while one runs.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "daemon.h"
+#include "errmsg.h"
+#include "httpserver.h"
+#include "log.h"
+#include "pgconn.h"
+#include "repl.h"
+#include "secrets.h"
+
+#define STANDBY_STALE_S      15 /* a standby not streaming this long from a live primary rewinds */
+#define REJOIN_PENDING_S     10 /* how long a /rejoin waits to see its primary */
+#define PM_FAILED_STARTS_MAX 3  /* starts of a standby that never answered before a fresh copy */
+
+static const char *const role_names[ROLE_COUNT_] = {
+    [ROLE_STARTING] = "starting",   [ROLE_PRIMARY] = "primary", [ROLE_STANDBY] = "standby",
+    [ROLE_REJOINING] = "rejoining", [ROLE_STOPPED] = "stopped", [ROLE_WITNESS] = "witness",
+};
+
+static double now_s(void)
+{
+    return (double)clock_mono_ms() / 1000.0;
+}
+
+/* The last non-empty line of a tool's output, which says why it failed. */
+static const char *last_line(const char *tail)
+{
+    static char line[400];
+    const char *end = tail + strlen(tail), *start;
+
+    while (end > tail && (end[-1] == '\n' || end[-1] == '\r'))
+        end--;
+    start = end;
+    while (start > tail && start[-1] != '\n')
+        start--;
+    snprintf(line, sizeof(line), "%.*s", (int)(end - start), start);
+    return line;
+}
+
+const char *repl_role_name(enum repl_role role)
+{
+    return role < ROLE_COUNT_ && role_names[role] ? role_names[role] : "unknown";
+}
+
+static void state_path(const struct repl *r, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s/replicator.state", daemon_conf(r->d)->appliance.data_dir);
+}
+
+void repl_save_state(struct repl *r)
+{
+    char path[400], tmp[420], text[128];
+    int fd, n;
+
+    state_path(r, path, sizeof(path));
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    n = snprintf(text, sizeof(text), "role=%s\nupstream=%s\n", repl_role_name(r->role),
+                 r->upstream);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, text, (size_t)n) != n || fsync(fd) < 0 || rename(tmp, path) < 0)
+        log_error("state.save path=%s err=%s", path, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+}
+
+/* Only what must survive a replicator restart: a stopped member, a standby's upstream. */
+void repl_load_state(struct repl *r)
+{
+    char path[400], text[256], *line;
+    ssize_t n;
+    int fd;
+
+    state_path(r, path, sizeof(path));
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    n = read(fd, text, sizeof(text) - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    text[n] = '\0';
+    for (line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        if (strcmp(line, "role=stopped") == 0)
+            r->role = ROLE_STOPPED;
+        else if (strncmp(line, "upstream=", 9) == 0 && strlen(line + 9) < sizeof(r->upstream) &&
+                 appconf_member(daemon_conf(r->d), line + 9))
+            snprintf(r->upstream, sizeof(r->upstream), "%s", line + 9);
+    }
+}
+
+void repl_set_role(struct repl *r, enum repl_role role, const char *why)
+{
+    if (r->role != role)
+        log_notice("role.change from=%s to=%s why=%s", repl_role_name(r->role),
+                   repl_role_name(role), why);
+    r->role = role;
+    repl_save_state(r);
+}
+
+bool repl_task_begin(struct repl *r, const char *name)
+{
+    if (r->task)
+        return false;
+    r->task = name;
+    r->task_error[0] = '\0';
+    log_notice("task.begin name=%s", name);
+    return true;
+}
+
+void repl_task_end(struct repl *r, const char *error)
+{
+    if (error) {
+        snprintf(r->task_error, sizeof(r->task_error), "%s", error);
+        log_error("task.failed name=%s err=%s", r->task, error);
+    } else {
+        log_notice("task.done name=%s", r->task);
+    }
+    r->task = NULL;
+}
+
+int repl_write_conf(struct repl *r, char **err)
+{
+    struct pgsetup_role role = {
+        .upstream = r->role == ROLE_PRIMARY ? NULL : r->upstream,
+        .sync_names = r->role == ROLE_PRIMARY ? r->sync_names : "",
+        .read_only = r->fenced,
+    };
+
+    return pgsetup_write_conf(daemon_conf(r->d), &r->paths, r->os_user, &role, err);
+}
+
+static int write_passfile(struct repl *r, char **err)
+{
+    char repl_pw[DB_PASSWORD_MAX], rewind_pw[DB_PASSWORD_MAX];
+    int rc = -1;
+
+    if (db_password(&r->keys, PG_ROLE_REPLICATION, repl_pw, sizeof(repl_pw), err) == 0 &&
+        db_password(&r->keys, PG_ROLE_REWIND, rewind_pw, sizeof(rewind_pw), err) == 0)
+        rc = pgsetup_write_passfile(&r->paths, repl_pw, rewind_pw, err);
+    secret_wipe(repl_pw, sizeof(repl_pw));
+    secret_wipe(rewind_pw, sizeof(rewind_pw));
+    return rc;
+}
+
+static const struct peer *peer_by_id(const struct repl *r, const char *id)
+{
+    for (size_t i = 0; i < r->npeers; i++)
+        if (strcmp(r->peers[i].id, id) == 0)
+            return &r->peers[i];
+    return NULL;
+}
+
+static uint64_t peer_lsn(const struct peer *p, const char *key)
+{
+    const char *s = peer_str(p, key);
+    uint64_t lsn = 0;
+
+    if (!s || lsn_parse(s, &lsn) < 0)
+        return 0;
+    return lsn;
+}
+
+/* Fails the running task: logs, answers its request, ends it. */
+static void task_fail(struct repl *r, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void task_fail(struct repl *r, int status, const char *code, const char *fmt, ...)
+{
+    char msg[300];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (r->task_req) {
+        http_reply_error(r->task_req, status, code, "%s", msg);
+        r->task_req = NULL;
+    }
+    repl_task_end(r, msg);
+}
+
+/* ---- starting PostgreSQL ---- */
+
+static void start_as(struct repl *r, bool primary, const char *upstream)
+{
+    char *err = NULL;
+
+    snprintf(r->upstream, sizeof(r->upstream), "%s", primary || !upstream ? "" : upstream);
+    r->fenced = false;
+    r->sync_names[0] = '\0';
+    if (write_passfile(r, &err) < 0 || pgsetup_set_standby(&r->paths, !primary, &err) < 0 ||
+        (primary ? (r->role = ROLE_PRIMARY, repl_write_conf(r, &err)) : repl_write_conf(r, &err)) <
+            0 ||
+        pm_start(r, &err) < 0) {
+        log_error("pg.start_failed err=%s", err);
+        free(err);
+        r->role = ROLE_STARTING;
+        r->pm_next_start_s = now_s() + 5;
+        return;
+    }
+    r->stale_since_s = now_s();
+    repl_set_role(r, primary ? ROLE_STARTING : ROLE_STANDBY,
+                  primary ? "starting as primary" : "starting as standby");
+}
+
+/* ---- bootstrap: the first member makes the cluster ---- */
+
+static void bootstrap_setup_done(struct repl *r, const char *err)
+{
+    if (err) {
+        repl_task_end(r, err);
+        return;
+    }
+    repl_set_role(r, ROLE_PRIMARY, "cluster created");
+    repl_task_end(r, NULL);
+}
+
+static void bootstrap_wait_up(struct repl *r)
+{
+    char *err = NULL;
+
+    if (r->pm != PM_RUNNING) {
+        repl_task_end(r, "postgres exited during the bootstrap; see postgresql.log");
+        return;
+    }
+    if (!r->local.up)
+        return; /* the tick calls again */
+    r->on_up = NULL;
+    if (setup_primary(r, bootstrap_setup_done, &err) < 0) {
+        repl_task_end(r, err);
+        free(err);
+    }
+}
+
+static void bootstrap_initdb_done(struct repl *r, bool ok, const char *tail)
+{
+    char *err = NULL;
+
+    if (!ok) {
+        log_error("bootstrap.initdb_failed output=%s", last_line(tail));
+        r->pm_next_start_s = now_s() + 5;
+        repl_task_end(r, "initdb failed; see postgresql.log");
+        return;
+    }
+    start_as(r, true, NULL);
+    if (r->pm != PM_RUNNING) {
+        repl_task_end(r, "postgres did not start");
+        free(err);
+        return;
+    }
+    r->on_up = bootstrap_wait_up;
+}
+
+static void bootstrap(struct repl *r)
+{
+    const char *argv[16];
+    char store[2048], *err = NULL;
+
+    if (!repl_task_begin(r, "bootstrap"))
+        return;
+    if (pgsetup_argv_initdb(daemon_conf(r->d), &r->paths, argv, MFA_ARRAY_LEN(argv), store,
+                            sizeof(store)) < 0 ||
+        pm_run_tool(r, argv, 300000, bootstrap_initdb_done, &err) < 0) {
+        repl_task_end(r, err ? err : "initdb command line too long");
+        free(err);
+    }
+}
+
+/* ---- clone: a fresh copy of the primary ---- */
+
+static void clone_done(struct repl *r, bool ok, const char *tail)
+{
+    char *err = NULL;
+
+    if (!ok) {
+        log_error("clone.failed output=%s", last_line(tail));
+        r->pm_next_start_s = now_s() + 3;
+        repl_set_role(r, ROLE_STARTING, "pg_basebackup failed");
+        repl_task_end(r, "pg_basebackup failed; see postgresql.log");
+        return;
+    }
+    if (pgsetup_after_copy(&r->paths, &err) < 0) {
+        repl_set_role(r, ROLE_STARTING, "the copy could not be prepared");
+        repl_task_end(r, err);
+        free(err);
+        return;
+    }
+    r->control_valid = false;
+    start_as(r, false, r->rejoin_to);
+    repl_task_end(r, r->pm == PM_RUNNING ? NULL : "postgres did not start");
+}
+
+static void clone_removed(struct repl *r, bool ok, const char *tail)
+{
+    const struct appconf *c = daemon_conf(r->d);
+    const struct member_conf *m = appconf_member(c, r->rejoin_to);
+    const char *argv[16];
+    char store[4096], conninfo[2048], slot[40], *err = NULL;
+
+    (void)tail;
+    if (!ok) {
+        repl_task_end(r, "could not remove the old data directory");
+        return;
+    }
+    pgsetup_slot_name(r->me, slot, sizeof(slot));
+    if (!m || write_passfile(r, &err) < 0 ||
+        pgsetup_conninfo(c, &r->paths, m, PG_ROLE_REPLICATION, NULL, r->me, conninfo,
+                         sizeof(conninfo), &err) < 0 ||
+        pgsetup_argv_basebackup(c, &r->paths, conninfo, slot, argv, MFA_ARRAY_LEN(argv), store,
+                                sizeof(store)) < 0 ||
+        pm_run_tool(r, argv, 3600000, clone_done, &err) < 0) {
+        repl_set_role(r, ROLE_STARTING, "pg_basebackup could not start");
+        repl_task_end(r, err ? err : "pg_basebackup command line too long");
+        free(err);
+        return;
+    }
+    log_notice("clone.started from=%s", r->rejoin_to);
+}
+
+/* Copies the data of <primary> afresh (the running task goes on, or "clone" starts). */
+static void clone_from(struct repl *r, const char *primary)
+{
+    const char *argv[] = { "/bin/rm", "-rf", "--", r->paths.pgdata, NULL };
+    char *err = NULL;
+
+    if (!r->task && !repl_task_begin(r, "clone"))
+        return;
+    snprintf(r->rejoin_to, sizeof(r->rejoin_to), "%s", primary);
+    repl_set_role(r, ROLE_REJOINING, "copying the primary");
+    r->control_valid = false;
+    if (pm_run_tool(r, argv, 600000, clone_removed, &err) < 0) {
+        repl_task_end(r, err);
+        free(err);
+    }
+}
+
+/* ---- rejoin: follow another primary ---- */
+
+/* True when data at (tli, lsn) lies on the history of the peer primary <p>. */
+static bool can_follow(const struct peer *p, uint32_t tli, uint64_t lsn)
+{
+    json_int_t ptli = peer_int(p, "timeline");
+    json_t *hist = p->status ? json_object_get(p->status, "timeline_history") : NULL;
+    size_t i;
+    json_t *e;
+
+    if (ptli <= 0 || (json_int_t)tli > ptli)
+        return false;
+    if ((json_int_t)tli == ptli)
+        return lsn <= peer_lsn(p, "lsn");
+    json_array_foreach(hist, i, e)
+    {
+        uint64_t sw = 0;
+        const char *s = json_string_value(json_object_get(e, "switch_lsn"));
+
+        if (json_integer_value(json_object_get(e, "parent")) == (json_int_t)tli && s &&
+            lsn_parse(s, &sw) == 0)
+            return lsn <= sw;
+    }
+    return false;
+}
+
+static void rewind_done(struct repl *r, bool ok, const char *tail)
+{
+    char *err = NULL;
+
+    if (!ok) {
+        log_warn("rewind.failed output=%s next=pg_basebackup", last_line(tail));
+        clone_from(r, r->rejoin_to);
+        return;
+    }
+    if (pgsetup_after_copy(&r->paths, &err) < 0) {
+        log_warn("rewind.after_copy err=%s next=pg_basebackup", err);
+        free(err);
+        clone_from(r, r->rejoin_to);
+        return;
+    }
+    r->control_valid = false;
+    start_as(r, false, r->rejoin_to);
+    repl_task_end(r, r->pm == PM_RUNNING ? NULL : "postgres did not start after pg_rewind");
+}
+
+static void rejoin_stopped(struct repl *r)
+{
+    const struct appconf *c = daemon_conf(r->d);
+    const struct member_conf *m = appconf_member(c, r->rejoin_to);
+    const char *argv[16];
+    char store[4096], conninfo[2048], *err = NULL;
+
+    if (!pgsetup_has_data(&r->paths)) {
+        clone_from(r, r->rejoin_to);
+        return;
+    }
+    /* The rewind role logs in normally, to the postgres database. */
+    if (!m || write_passfile(r, &err) < 0 || repl_write_conf(r, &err) < 0 ||
+        pgsetup_conninfo(c, &r->paths, m, PG_ROLE_REWIND, "postgres", r->me, conninfo,
+                         sizeof(conninfo), &err) < 0 ||
+        pgsetup_argv_rewind(c, &r->paths, conninfo, argv, MFA_ARRAY_LEN(argv), store,
+                            sizeof(store)) < 0 ||
+        pm_run_tool(r, argv, 3600000, rewind_done, &err) < 0) {
+        log_warn("rewind.not_started err=%s next=pg_basebackup", err ? err : "argv");
+        free(err);
+        clone_from(r, r->rejoin_to);
+        return;
+    }
+    log_notice("rewind.started from=%s", r->rejoin_to);
+}
+
+int repl_rejoin(struct repl *r, const char *primary, char **err)
+{
+    const struct peer *p = peer_by_id(r, primary);
+    const char *role = p ? peer_str(p, "role") : NULL;
+    uint32_t tli;
+    uint64_t lsn;
+
+    if (!p)
+        return err_set(err, "\"%s\" is not another member", primary);
+    if (!peer_seen(r, p) || !role || strcmp(role, "primary") != 0) {
+        /* Just promoted, perhaps: this member's view is a poll behind. */
+        if (r->rejoin_pending[0] && strcmp(r->rejoin_pending, primary) == 0 &&
+            now_s() > r->rejoin_pending_until_s) {
+            r->rejoin_pending[0] = '\0';
+            return err_set(err, "%s is not a primary this member can see", primary);
+        }
+        if (!r->rejoin_pending[0]) {
+            snprintf(r->rejoin_pending, sizeof(r->rejoin_pending), "%s", primary);
+            r->rejoin_pending_until_s = now_s() + REJOIN_PENDING_S;
+            log_notice("rejoin.pending primary=%s", primary);
+        }
+        return 0;
+    }
+    r->rejoin_pending[0] = '\0';
+    if (!repl_task_begin(r, "rejoin"))
+        return err_set(err, "busy with %s", r->task);
+    snprintf(r->rejoin_to, sizeof(r->rejoin_to), "%s", primary);
+    snprintf(r->upstream, sizeof(r->upstream), "%s", primary);
+    r->fenced = false;
+    repl_set_role(r, ROLE_REJOINING, "following a new primary");
+
+    /* A running standby on the new primary's history only needs re-pointing. */
+    if (r->pm == PM_RUNNING && r->local.up && r->local.in_recovery &&
+        repl_position(r, &tli, &lsn) && can_follow(p, tli, lsn)) {
+        if (repl_write_conf(r, err) < 0) {
+            repl_task_end(r, *err);
+            return -1;
+        }
+        probe_reload(r);
+        r->stale_since_s = now_s();
+        repl_set_role(r, ROLE_STANDBY, "re-pointed");
+        repl_task_end(r, NULL);
+        return 0;
+    }
+    /* Anything else is rewound (pg_rewind finds out whether it must change anything). */
+    pm_stop(r, rejoin_stopped);
+    return 0;
+}
+
+/* ---- promotion ---- */
+
+static double promote_started_s;
+
+static void promote_position(struct repl *r, const char *value, const char *err)
+{
+    unsigned tli = 0;
+    char lsn[32] = "";
+
+    if (err || sscanf(value, "%u %31s", &tli, lsn) != 2) {
+        task_fail(r, 500, "promote_failed", "promoted, but reading the position failed: %s",
+                  err ? err : value);
+        return;
+    }
+    if (r->task_req) {
+        http_reply_json(r->task_req, 200,
+                        json_pack("{s:i, s:s, s:i}", "timeline", (int)tli, "lsn", lsn, "elapsed_ms",
+                                  (int)((now_s() - promote_started_s) * 1000)));
+        r->task_req = NULL;
+    }
+    repl_task_end(r, NULL);
+}
+
+static void promote_setup_done(struct repl *r, const char *err)
+{
+    (void)r;
+    if (err)
+        log_error("promote.setup_failed err=%s", err);
+}
+
+static void promote_checkpointed(struct repl *r, const char *value, const char *err)
+{
+    char *e = NULL;
+
+    (void)value;
+    if (err)
+        log_error("promote.checkpoint_failed err=%s", err);
+    if (probe_query(r,
+                    "SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)"
+                    "::int || ' ' || pg_current_wal_lsn()",
+                    5000, promote_position, &e) < 0) {
+        task_fail(r, 500, "promote_failed", "%s", e);
+        free(e);
+    }
+}
+
+static void promote_slots(struct repl *r, const char *value, const char *err)
+{
+    char *e = NULL;
+
+    (void)value;
+    if (err)
+        log_error("promote.slots_failed err=%s", err);
+    /* Roles and migrations at leisure: the standbys need only the slots. */
+    if (setup_primary(r, promote_setup_done, &e) < 0) {
+        log_error("promote.setup err=%s", e);
+        free(e);
+    }
+    /*
+     * PostgreSQL 15 promotes without a checkpoint, and until one is written
+     * pg_rewind reads the old timeline from this server's control file and
+     * leaves a rewound member unable to start. Checkpoint before answering,
+     * so that members re-pointed after the answer can rewind from here.
+     */
+    if (probe_query(r, "CHECKPOINT", 60000, promote_checkpointed, &e) < 0) {
+        log_error("promote.checkpoint err=%s", e);
+        free(e);
+        promote_checkpointed(r, NULL, NULL);
+    }
+}
+
+static void promoted(struct repl *r, const char *value, const char *err)
+{
+    char sql[1400], slots[1024], *e = NULL;
+
+    if (err || strcmp(value, "t") != 0) {
+        task_fail(r, 500, "promote_failed", "pg_promote failed: %s", err ? err : "not promoted");
+        return;
+    }
+    r->upstream[0] = '\0';
+    r->sync_names[0] = '\0';
+    r->fenced = false;
+    repl_set_role(r, ROLE_PRIMARY, "promoted");
+    if (pgsetup_set_standby(&r->paths, false, &e) < 0 || repl_write_conf(r, &e) < 0) {
+        log_error("promote.conf err=%s", e);
+        mfa_free(e);
+    }
+    probe_reload(r);
+    log_notice("promote.done elapsed_ms=%d", (int)((now_s() - promote_started_s) * 1000));
+    /* Slot names are member_<node id>: nothing in them needs quoting. */
+    setup_slot_list(r, slots, sizeof(slots));
+    snprintf(sql, sizeof(sql),
+             "SELECT count(pg_create_physical_replication_slot(s, true))"
+             " FROM unnest(string_to_array('%s', ',')) s"
+             " WHERE s NOT IN (SELECT slot_name FROM pg_replication_slots)",
+             slots);
+    if (probe_query(r, sql, 5000, promote_slots, &e) < 0) {
+        log_error("promote.slots err=%s", e);
+        free(e);
+        promote_slots(r, NULL, NULL);
+    }
+}
+
+int repl_promote(struct repl *r, struct evhttp_request *req, char **err)
+{
+    /*
+     * Whether another primary still writes is mfactl's check, made on fresh
+     * answers just before: the peer view here may be a poll interval old
+     * (a switchover's fence is newer than it).
+     */
+    if (r->role != ROLE_STANDBY || r->pm != PM_RUNNING || !r->local.up || !r->local.in_recovery)
+        return err_set(err, "this member is %s, not a running standby", repl_role_name(r->role));
+    if (!repl_task_begin(r, "promote"))
+        return err_set(err, "busy with %s", r->task);
+    promote_started_s = now_s();
+    r->task_req = req;
+    if (probe_query(r, "SELECT pg_promote(true, 60)", 65000, promoted, err) < 0) {
+        r->task_req = NULL;
+        repl_task_end(r, *err);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the switchover's fence: checkpoint and stop ---- */
+
+static void fence_control(struct repl *r, bool ok)
+{
+    char lsn[32];
+
+    if (!ok) {
+        task_fail(r, 500, "fence_failed", "stopped, but pg_controldata failed");
+        return;
+    }
+    if (r->task_req) {
+        http_reply_json(r->task_req, 200,
+                        json_pack("{s:s, s:i}", "shutdown_lsn",
+                                  lsn_format(r->control.checkpoint_lsn, lsn, sizeof(lsn)),
+                                  "timeline", (int)r->control.checkpoint_tli));
+        r->task_req = NULL;
+    }
+    log_notice("fence.done shutdown_lsn=%s", lsn);
+    repl_task_end(r, NULL);
+}
+
+static void fence_stopped(struct repl *r)
+{
+    pm_read_control(r, fence_control);
+}
+
+static void fence_checkpointed(struct repl *r, const char *value, const char *err)
+{
+    (void)value;
+    if (err)
+        log_warn("fence.checkpoint_failed err=%s", err);
+    repl_set_role(r, ROLE_STOPPED, "fenced for a switchover");
+    pm_stop(r, fence_stopped);
+}
+
+int repl_fence(struct repl *r, struct evhttp_request *req, char **err)
+{
+    if (r->role != ROLE_PRIMARY || r->pm != PM_RUNNING)
+        return err_set(err, "this member is %s, not a running primary", repl_role_name(r->role));
+    if (!repl_task_begin(r, "fence"))
+        return err_set(err, "busy with %s", r->task);
+    r->task_req = req;
+    if (probe_query(r, "CHECKPOINT", 60000, fence_checkpointed, err) < 0) {
+        r->task_req = NULL;
+        repl_task_end(r, *err);
+        return -1;
+    }
+    return 0;
+}
+
+int repl_resume(struct repl *r, char **err)
+{
+    const struct peer *p = peers_primary(r);
+
+    if (r->role != ROLE_STOPPED || r->task)
+        return err_set(err, "this member is %s, not stopped", repl_role_name(r->role));
+    if (p)
+        return err_set(err, "%s is primary now", p->id);
+    start_as(r, true, NULL);
+    return r->pm == PM_RUNNING ? 0 : err_set(err, "postgres did not start; see postgresql.log");
+}
+
+/* ---- what to do now ---- */
+
+static bool is_first_member(const struct repl *r)
+{
+    return strcmp(daemon_conf(r->d)->cluster.members[0].id, r->me) == 0;
+}
+
+static void decide_empty(struct repl *r)
+{
+    const struct peer *p = peers_primary(r);
+
+    if (p && json_is_true(json_object_get(p->status, "writable"))) {
+        clone_from(r, p->id);
+        return;
+    }
+    if (!is_first_member(r))
+        return;
+    /* The first member makes the cluster once every other one answers empty. */
+    for (size_t i = 0; i < r->npeers; i++) {
+        const struct peer *q = &r->peers[i];
+        if (!peer_seen(r, q) || peer_str(q, "system_identifier"))
+            return;
+    }
+    bootstrap(r);
+}
+
+static void decide_start(struct repl *r)
+{
+    const struct peer *p;
+    uint32_t tli;
+    uint64_t lsn;
+
+    if (r->pm == PM_RUNNING) {
+        if (!r->local.up)
+            return;
+        repl_set_role(r, r->local.in_recovery ? ROLE_STANDBY : ROLE_PRIMARY, "postgres answers");
+        return;
+    }
+    if (r->pm == PM_STOPPING || now_s() < r->pm_next_start_s)
+        return;
+    if (!pgsetup_has_data(&r->paths)) {
+        decide_empty(r);
+        return;
+    }
+    if (!r->control_valid) {
+        pm_read_control(r, NULL);
+        return;
+    }
+    p = peers_primary(r);
+    if (pgsetup_is_standby(&r->paths)) {
+        start_as(r, false, p ? p->id : r->upstream);
+        return;
+    }
+    /* The data was a primary's. */
+    if (p) {
+        char *err = NULL;
+        if (repl_rejoin(r, p->id, &err) < 0) {
+            log_warn("start.rejoin err=%s", err);
+            free(err);
+        }
+        return;
+    }
+    if (!repl_sees_majority(r))
+        return;
+    if (!repl_position(r, &tli, &lsn))
+        return;
+    for (size_t i = 0; i < r->npeers; i++) {
+        if (peer_seen(r, &r->peers[i]) && peer_int(&r->peers[i], "timeline") > (json_int_t)tli)
+            return; /* a newer history exists: wait for its primary */
+    }
+    start_as(r, true, NULL);
+}
+
+static void set_fence(struct repl *r, bool on, const char *reason)
+{
+    char *err = NULL;
+
+    r->fenced = on;
+    r->fence_reason = on ? reason : NULL;
+    if (on)
+        log_warn("fence.on reason=%s", reason);
+    else
+        log_notice("fence.off");
+    if (repl_write_conf(r, &err) < 0) {
+        log_error("fence.conf err=%s", err);
+        free(err);
+    }
+    probe_reload(r);
+}
+
+static void update_sync(struct repl *r)
+{
+    const struct appconf *c = daemon_conf(r->d);
+    char want[sizeof(r->sync_names)], list[900];
+    size_t n = 0, len = 0, i;
+    json_t *s;
+    char *err = NULL;
+
+    list[0] = '\0';
+    if (c->cluster.replication == REPL_SYNC) {
+        json_array_foreach(r->local.standbys, i, s)
+        {
+            const char *id = json_string_value(json_object_get(s, "id"));
+            const char *state = json_string_value(json_object_get(s, "state"));
+            double age = json_number_value(json_object_get(s, "reply_age_s"));
+
+            if (!id || !appconf_member(c, id) || !state || strcmp(state, "streaming") != 0 ||
+                age * 1000 >= c->replicator.standby_timeout_ms)
+                continue;
+            int w = snprintf(list + len, sizeof(list) - len, "%s\"%s\"", n ? ", " : "", id);
+            if (w < 0 || (size_t)w >= sizeof(list) - len)
+                break;
+            len += (size_t)w;
+            n++;
+        }
+    }
+    if (n)
+        snprintf(want, sizeof(want), "ANY %zu (%s)", n, list);
+    else if (c->cluster.replication == REPL_ASYNC || repl_sees_majority(r))
+        want[0] = '\0';
+    else
+        return; /* alone without a majority: keep waiting for the standbys we had */
+    if (strcmp(want, r->sync_names) == 0)
+        return;
+    log_notice("sync.standbys from=%s to=%s", r->sync_names, want);
+    snprintf(r->sync_names, sizeof(r->sync_names), "%s", want);
+    if (repl_write_conf(r, &err) < 0) {
+        log_error("sync.conf err=%s", err);
+        free(err);
+    }
+    probe_reload(r);
+}
+
+static void decide_primary(struct repl *r)
+{
+    const struct appconf *c = daemon_conf(r->d);
+    const struct peer *p;
+
+    if (r->pm != PM_RUNNING || !r->local.up)
+        return;
+    if (r->local.in_recovery) {
+        repl_set_role(r, ROLE_STANDBY, "postgres is in recovery");
+        return;
+    }
+    p = peers_primary(r);
+    if (p && peer_int(p, "timeline") > (json_int_t)r->local.tli) {
+        char *err = NULL;
+        /* Another member was promoted past us: never take another write. */
+        set_fence(r, true, "a newer primary exists");
+        if (repl_rejoin(r, p->id, &err) < 0) {
+            log_error("stale_primary.rejoin err=%s", err);
+            free(err);
+        }
+        return;
+    }
+    /* Self-fencing needs a third voter: two members alone cannot tell a partition. */
+    if (c->cluster.nmembers >= 3) {
+        bool lost = repl_majority_age(r) > c->cluster.fence_after;
+        if (lost && !r->fenced)
+            set_fence(r, true, "no majority");
+        else if (!lost && r->fenced && repl_sees_majority(r) && r->fence_reason &&
+                 strcmp(r->fence_reason, "no majority") == 0)
+            set_fence(r, false, NULL);
+    }
+    update_sync(r);
+}
+
+static void decide_standby(struct repl *r)
+{
+    const struct peer *p;
+    char *err = NULL;
+
+    /* A copy that cannot start (a rewind gone wrong): copy the primary afresh. */
+    if (r->pm == PM_DOWN && r->pm_failed_starts >= PM_FAILED_STARTS_MAX && (p = peers_primary(r)) &&
+        json_is_true(json_object_get(p->status, "writable"))) {
+        log_warn("standby.unstartable failed_starts=%d next=pg_basebackup from=%s",
+                 r->pm_failed_starts, p->id);
+        r->pm_failed_starts = 0;
+        clone_from(r, p->id);
+        return;
+    }
+    if (r->pm != PM_RUNNING || !r->local.up)
+        return;
+    if (!r->local.in_recovery) {
+        repl_set_role(r, ROLE_PRIMARY, "postgres is not in recovery");
+        return;
+    }
+    if (r->local.streaming)
+        r->stale_since_s = now_s();
+    p = peers_primary(r);
+    if (!p)
+        return;
+    if (strcmp(p->id, r->upstream) != 0 ||
+        (!r->local.streaming && now_s() - r->stale_since_s > STANDBY_STALE_S)) {
+        log_notice("standby.follow primary=%s upstream=%s streaming=%d", p->id,
+                   *r->upstream ? r->upstream : "-", r->local.streaming);
+        r->stale_since_s = now_s();
+        if (repl_rejoin(r, p->id, &err) < 0) {
+            log_warn("standby.follow err=%s", err);
+            free(err);
+        }
+    }
+}
+
+void repl_decide(struct repl *r)
+{
+    if (r->on_up)
+        r->on_up(r);
+    if (r->task || daemon_draining(r->d))
+        return;
+    if (r->rejoin_pending[0]) {
+        char *err = NULL, target[sizeof(r->rejoin_pending)];
+
+        snprintf(target, sizeof(target), "%s", r->rejoin_pending);
+        if (repl_rejoin(r, target, &err) < 0) {
+            log_warn("rejoin.gave_up primary=%s err=%s", target, err);
+            snprintf(r->task_error, sizeof(r->task_error), "%s", err);
+            free(err);
+        }
+        return;
+    }
+    switch (r->role) {
+    case ROLE_STARTING:
+        decide_start(r);
+        break;
+    case ROLE_PRIMARY:
+        decide_primary(r);
+        break;
+    case ROLE_STANDBY:
+        decide_standby(r);
+        break;
+    default:
+        break;
+    }
+}
