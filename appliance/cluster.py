@@ -1,0 +1,436 @@
+"""The cluster launcher: N members of an MFA Appliance cluster on one host,
+each with its own configuration, certificates, key file and ports on
+127.0.0.1, running mfa-replicator (which runs PostgreSQL) and mfa-node.
+
+The integration tests and ./appliance/demo both use it. It can start, stop,
+kill (SIGKILL: a host that died), freeze (SIGSTOP: a host that stops
+answering) and restart any member. Everything a member has lives under
+<base>/<id>/; the cluster CA under <base>/pki/.
+
+Standard library only (plus the programs it starts), so the demo needs
+nothing installed from pip.
+"""
+
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import pwd
+import secrets
+import signal
+import socket
+import ssl
+import subprocess
+import time
+
+PORT_KEYS = ["api", "stats", "health", "balancer_control", "radius", "node", "node_radius",
+             "replicator", "postgres"]
+
+
+def wait_for(predicate, timeout, what, interval=0.05):
+    """Polls predicate() until it returns a true value or <timeout> seconds pass."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as e:  # the condition may raise until it holds
+            last_error = e
+        time.sleep(interval)
+    raise TimeoutError(f"{what}: not true after {timeout}s (last error: {last_error})")
+
+
+def free_ports(n, taken=()):
+    """<n> distinct TCP ports on 127.0.0.1 that nothing listens on now."""
+    socks, ports = [], []
+    try:
+        while len(ports) < n:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            p = s.getsockname()[1]
+            socks.append(s)
+            if p not in taken and p not in ports:
+                ports.append(p)
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
+def children(pid):
+    """Pids whose parent is <pid>, from /proc."""
+    kids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+            kids.append(int(entry))
+    return kids
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie is not alive
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def db_password(pepper, role):
+    """The password mfa-replicator gives database role <role> (common/secrets.c)."""
+    mac = hmac.new(pepper, b"mfa-appliance db password\0" + role.encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()).decode().rstrip("=")
+
+
+class Member:
+    """One appliance: its files, ports and processes."""
+
+    def __init__(self, cluster, member_id, ports):
+        self.cluster = cluster
+        self.id = member_id
+        self.ports = ports
+        self.dir = os.path.join(cluster.base, member_id)
+        self.conf = os.path.join(self.dir, "appliance.conf")
+        self.pgdata = os.path.join(self.dir, "pgdata")
+        self.outbox = os.path.join(self.dir, "sms-outbox.jsonl")
+        self.procs = {}
+
+    # -- processes --
+
+    def _spawn(self, name, binary):
+        log = open(os.path.join(self.dir, f"{name}.log"), "ab")
+        self.procs[name] = subprocess.Popen([binary, "-c", self.conf], stdout=log, stderr=log,
+                                            start_new_session=True)
+        log.close()
+
+    def start_replicator(self):
+        if not self.running("replicator"):
+            self._spawn("replicator", self.cluster.binary("replicator/mfa-replicator"))
+
+    def start_node(self):
+        if not self.running("node"):
+            self._spawn("node", self.cluster.binary("node/mfa-node"))
+
+    def start(self, node=True):
+        """Brings the member up as a host that boots: replicator, then node."""
+        self.start_replicator()
+        if node and self.cluster.with_nodes:
+            self.start_node()
+
+    def running(self, name):
+        p = self.procs.get(name)
+        return p is not None and p.poll() is None
+
+    def postmaster_pid(self):
+        try:
+            with open(os.path.join(self.pgdata, "postmaster.pid")) as f:
+                pid = int(f.readline())
+        except (OSError, ValueError):
+            return None
+        return pid if alive(pid) else None
+
+    def postgres_pids(self):
+        pm = self.postmaster_pid()
+        return [pm] + children(pm) if pm else []
+
+    def kill(self):
+        """SIGKILL of node, replicator and PostgreSQL: a host that died."""
+        pids = self.postgres_pids()
+        for name in ("node", "replicator"):
+            p = self.procs.get(name)
+            if p and p.poll() is None:
+                p.kill()
+                p.wait(10)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        wait_for(lambda: not any(alive(p) for p in pids), 10, f"{self.id} PostgreSQL gone")
+
+    def freeze(self, node=False):
+        """SIGSTOP of the replicator and PostgreSQL: a host that stops answering."""
+        self._frozen = self.postgres_pids()
+        rp = self.procs.get("replicator")
+        targets = ([rp.pid] if rp else []) + self._frozen
+        if node and self.procs.get("node"):
+            targets.append(self.procs["node"].pid)
+        self._frozen_all = targets
+        for pid in targets:
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self):
+        for pid in reversed(getattr(self, "_frozen_all", [])):
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        self._frozen_all = []
+
+    def stop(self, timeout=20):
+        """SIGTERM to node and replicator, then a fast shutdown of PostgreSQL."""
+        self.thaw()
+        for name in ("node", "replicator"):
+            p = self.procs.get(name)
+            if p and p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(5)
+        pm = self.postmaster_pid()
+        if pm:
+            os.kill(pm, signal.SIGINT)
+            try:
+                wait_for(lambda: not alive(pm), timeout, f"{self.id} PostgreSQL stopped")
+            except TimeoutError:
+                for pid in self.postgres_pids():
+                    os.kill(pid, signal.SIGKILL)
+
+    def log(self, name="replicator"):
+        try:
+            with open(os.path.join(self.dir, f"{name}.log"), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    # -- APIs --
+
+    def replicator(self, method="GET", path="/status", body=None, timeout=5):
+        """A request to this member's replicator over mutual TLS: (status, JSON)."""
+        conn = http.client.HTTPSConnection("127.0.0.1", self.ports["replicator"],
+                                           timeout=timeout, context=self.cluster.tls_context())
+        try:
+            data = json.dumps(body) if body is not None else None
+            headers = {"Content-Type": "application/json"} if data else {}
+            conn.request(method, path, body=data, headers=headers)
+            resp = conn.getresponse()
+            return resp.status, json.loads(resp.read() or b"null")
+        finally:
+            conn.close()
+
+    def status(self):
+        return self.replicator()[1]
+
+    def node(self, method, path, body=None, key=None, timeout=10):
+        """A request to this member's mfa-node: (status, JSON or bytes)."""
+        headers = {}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        if body is not None:
+            body = json.dumps(body)
+            headers["Content-Type"] = "application/json"
+        conn = http.client.HTTPConnection("127.0.0.1", self.ports["node"], timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        finally:
+            conn.close()
+        if resp.getheader("Content-Type", "").startswith("application/json"):
+            return resp.status, json.loads(data)
+        return resp.status, data
+
+    def dsn(self, dbname="mfa"):
+        """libpq keywords for the node's role on this member's PostgreSQL."""
+        c = self.cluster
+        return (f"host=127.0.0.1 port={self.ports['postgres']} dbname={dbname} "
+                f"user=mfa password={c.db_password('mfa')} sslmode=verify-ca "
+                f"sslrootcert={c.ca} connect_timeout=2")
+
+
+class Cluster:
+    """Members n1..nN on 127.0.0.1 under <base>."""
+
+    def __init__(self, base, build_dir, members=3, name="demo", user="mfa", fence_after=2,
+                 with_nodes=True, node_conf="", replicator_conf=""):
+        self.base = base
+        self.build_dir = build_dir
+        self.name = name
+        self.user = user if os.geteuid() == 0 else pwd.getpwuid(os.getuid()).pw_name
+        self.fence_after = fence_after
+        self.with_nodes = with_nodes
+        self.node_conf = node_conf
+        self.replicator_conf = replicator_conf
+        self.ca = os.path.join(base, "pki", "ca.crt")
+        self._tls = None
+        taken = set()
+        self.members = []
+        for i in range(members):
+            ports = dict(zip(PORT_KEYS, free_ports(len(PORT_KEYS), taken)))
+            taken.update(ports.values())
+            self.members.append(Member(self, f"n{i + 1}", ports))
+        self.by_id = {m.id: m for m in self.members}
+
+    def binary(self, rel):
+        path = os.path.join(self.build_dir, rel)
+        if not os.access(path, os.X_OK):
+            raise FileNotFoundError(f"{path} is not built")
+        return path
+
+    # -- files --
+
+    def _owner(self, path):
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam(self.user)
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+
+    def mfactl(self, *args, member=None, timeout=120):
+        """Runs mfactl with <member>'s configuration: (exit code, stdout, stderr)."""
+        conf = (member or self.members[0]).conf
+        p = subprocess.run([self.binary("appliance/mfactl"), "-c", conf, *args],
+                           capture_output=True, text=True, timeout=timeout)
+        return p.returncode, p.stdout, p.stderr
+
+    def create(self):
+        """Writes the PKI, the key file and every member's configuration."""
+        os.makedirs(self.base, exist_ok=True)
+        os.chmod(self.base, 0o755)
+        pki = os.path.join(self.base, "pki")
+        mfactl = self.binary("appliance/mfactl")
+        subprocess.run([mfactl, "pki", "init", "--dir", pki, "--cluster", self.name],
+                       check=True, capture_output=True, text=True)
+        os.chmod(pki, 0o755)
+        # The operator's own client certificate, for mfactl and the tests.
+        subprocess.run([mfactl, "pki", "issue", "--dir", pki, "--name", "admin", "--dns",
+                        "admin"], check=True, capture_output=True, text=True)
+        raw = {k: secrets.token_bytes(32) for k in ("p", "s")}
+        self.pepper = raw["p"]
+        keys = {k: base64.b64encode(v).decode() for k, v in raw.items()}
+        key_text = (f'version = 1;\npepper = ( {{ id = 1; key = "{keys["p"]}"; }} );\n'
+                    f'seal = ( {{ id = 1; key = "{keys["s"]}"; }} );\n')
+        for m in self.members:
+            os.makedirs(os.path.join(m.dir, "run"), exist_ok=True)
+            os.makedirs(os.path.join(m.dir, "pki"), exist_ok=True)
+            subprocess.run([mfactl, "pki", "issue", "--dir", pki, "--name", m.id, "--ip",
+                            "127.0.0.1", "--out", os.path.join(m.dir, "pki", "member")]
+                           + (["--owner", self.user] if os.geteuid() == 0 else []),
+                           check=True, capture_output=True, text=True)
+            kf = os.path.join(m.dir, "keys.conf")
+            fd = os.open(kf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(key_text)
+            with open(m.conf, "w") as f:
+                f.write(self.conf_text(m))
+            for path in (m.dir, os.path.join(m.dir, "run"), os.path.join(m.dir, "pki"), kf):
+                self._owner(path)
+        return self
+
+    def conf_text(self, m):
+        members = ",\n    ".join(
+            f'{{ id = "{x.id}"; address = "127.0.0.1"; ports = {{ '
+            + " ".join(f"{k} = {v};" for k, v in x.ports.items()) + " }; }"
+            for x in self.members)
+        return f"""# Member {m.id} of the "{self.name}" cluster, written by appliance/cluster.py.
+version = 1;
+cluster = {{
+  name = "{self.name}";
+  fence_after = {self.fence_after};
+  tls = {{ ca = "{self.ca}"; }};
+  members = (
+    {members}
+  );
+}};
+appliance = {{
+  member = "{m.id}";
+  user = "{self.user}";
+  key_file = "{m.dir}/keys.conf";
+  data_dir = "{m.dir}";
+  run_dir = "{m.dir}/run";
+  tls = {{ cert = "{m.dir}/pki/member.crt"; key = "{m.dir}/pki/member.key"; }};
+  drain_timeout = 5;
+}};
+log = {{ level = "info"; }};
+node = {{
+  db = {{ sslmode = "verify-ca"; connect_timeout_ms = 2000; query_timeout_ms = 2000; }};
+  sms = {{ file = "{m.outbox}"; }};
+  auth_log = {{ spool_dir = "{m.dir}/spool"; }};
+  {self.node_conf}
+}};
+replicator = {{
+  fsync = false;
+  {self.replicator_conf}
+}};
+"""
+
+    def db_password(self, role):
+        return db_password(self.pepper, role)
+
+    def tls_context(self):
+        if not self._tls:
+            ctx = ssl.create_default_context(cafile=self.ca)
+            ctx.check_hostname = False  # certificates name 127.0.0.1 by IP; the CA is ours
+            pki = os.path.join(self.base, "pki")
+            ctx.load_cert_chain(os.path.join(pki, "admin.crt"), os.path.join(pki, "admin.key"))
+            self._tls = ctx
+        return self._tls
+
+    # -- the cluster as a whole --
+
+    def start(self, timeout=120):
+        for m in self.members:
+            m.start_replicator()
+        self.wait_healthy(timeout)
+        if self.with_nodes:
+            for m in self.members:
+                m.start_node()
+            for m in self.members:
+                wait_for(lambda m=m: m.node("GET", "/ready")[0] == 200, 30, f"{m.id} node ready")
+        return self
+
+    def statuses(self):
+        out = {}
+        for m in self.members:
+            try:
+                out[m.id] = m.status()
+            except (OSError, ValueError, http.client.HTTPException):
+                out[m.id] = None
+        return out
+
+    def primary(self):
+        """The member that is a writable primary, or None."""
+        found = [m for m, s in self.statuses().items() if s and s.get("writable")]
+        return self.by_id[found[0]] if len(found) == 1 else None
+
+    def healthy(self, members=None):
+        """One writable primary and every other member streaming from it."""
+        st = self.statuses()
+        ids = members or [m.id for m in self.members]
+        prim = [i for i in ids if st.get(i) and st[i].get("writable")]
+        if len(prim) != 1:
+            return False
+        return all(st.get(i) and st[i]["role"] == "standby" and st[i].get("streaming")
+                   and st[i].get("upstream") == prim[0] for i in ids if i != prim[0])
+
+    def wait_healthy(self, timeout=60, members=None):
+        try:
+            wait_for(lambda: self.healthy(members), timeout, "cluster healthy", interval=0.1)
+        except TimeoutError:
+            raise TimeoutError("cluster not healthy; statuses:\n" +
+                               json.dumps(self.statuses(), indent=1)[:6000] +
+                               "".join(f"\n--- {m.id} replicator.log\n{m.log()[-3000:]}"
+                                       for m in self.members))
+
+    def stop(self):
+        for m in self.members:
+            try:
+                m.stop()
+            except Exception:
+                pass

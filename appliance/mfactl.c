@@ -1,0 +1,119 @@
+/*
+ * mfactl: the operator's command line for the appliance cluster.
+ *
+ * Global options come before the command; the command parses its own. The
+ * cluster commands (cluster_cmd.h) speak the replicators' control API with
+ * the cluster's TLS, as docs/replication.md describes; `pki` (pki.h) makes
+ * the certificates that API needs and reads no configuration file.
+ *
+ * Exit codes, stable for scripts: 0 done, 1 failed, 2 bad usage or
+ * configuration, 3 refused (nothing was changed), 4 no member answered.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "appconf.h"
+#include "cluster_cmd.h"
+#include "pki.h"
+
+static const char usage_text[] =
+    "usage: mfactl [-c FILE] [--json] COMMAND [ARGS]\n"
+    "\n"
+    "global options:\n"
+    "  -c, --config FILE   appliance configuration (default " APPCONF_DEFAULT_PATH ")\n"
+    "      --json          status as JSON (progress then goes to stderr)\n"
+    "      --version       print the version\n"
+    "  -h, --help          this text\n"
+    "\n"
+    "commands:\n"
+    "  status [--json]\n"
+    "      every member's role, timeline, LSN, lag, upstream and state\n"
+    "  switchover --to N [--timeout S]\n"
+    "      with the primary alive: fence it, wait until N has replayed its shutdown\n"
+    "      checkpoint (S seconds, default 30; else the primary is resumed), promote N,\n"
+    "      make the others follow N\n"
+    "  failover --to N [--force] [--timeout S]\n"
+    "      with the primary gone: check that no data is lost, wait until the old primary\n"
+    "      has fenced itself, promote N, make the others follow N (S: extra seconds to\n"
+    "      wait for the fence and for the others to stream, default 30). --force skips\n"
+    "      the checks and says what may be lost\n"
+    "  rejoin M [--to N] [--timeout S]\n"
+    "      make member M a standby of N (default: the writable primary) and wait until it\n"
+    "      streams (S default 120)\n"
+    "  pki init|issue ...\n"
+    "      the cluster CA and member certificates (`mfactl pki --help`)\n"
+    "\n"
+    "exit codes: 0 done, 1 failed, 2 bad usage or configuration, 3 refused (nothing was\n"
+    "changed), 4 no member answered\n";
+
+struct command {
+    const char *name;
+    int (*run)(const char *config, bool json, int argc, char **argv);
+};
+
+static const struct command commands[] = {
+    { "status", cluster_cmd_status },
+    { "switchover", cluster_cmd_switchover },
+    { "failover", cluster_cmd_failover },
+    { "rejoin", cluster_cmd_rejoin },
+};
+
+int main(int argc, char **argv)
+{
+    enum { OPT_VERSION = 256, OPT_JSON };
+    static const struct option opts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "json", no_argument, NULL, OPT_JSON },
+        { "version", no_argument, NULL, OPT_VERSION },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *config = APPCONF_DEFAULT_PATH, *name;
+    bool json = false;
+    int ch;
+
+    signal(SIGPIPE, SIG_IGN);
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, "+:c:h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c':
+            config = optarg;
+            break;
+        case OPT_JSON:
+            json = true;
+            break;
+        case OPT_VERSION:
+            printf("mfactl %s\n", MFA_VERSION);
+            return 0;
+        case 'h':
+            fputs(usage_text, stdout);
+            return 0;
+        case ':':
+            fprintf(stderr, "mfactl: %s needs a value; see `mfactl --help`\n", argv[optind - 1]);
+            return 2;
+        default:
+            fprintf(stderr, "mfactl: unknown option %s; see `mfactl --help`\n", argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (optind >= argc) {
+        fputs(usage_text, stderr);
+        return 2;
+    }
+    name = argv[optind];
+    if (strcmp(name, "pki") == 0)
+        return pki_main(argc - optind, argv + optind);
+    if (strcmp(name, "help") == 0) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < MFA_ARRAY_LEN(commands); i++) {
+        if (strcmp(name, commands[i].name) == 0)
+            return commands[i].run(config, json, argc - optind, argv + optind);
+    }
+    fprintf(stderr, "mfactl: unknown command \"%s\"; see `mfactl --help`\n", name);
+    return 2;
+}
