@@ -227,10 +227,15 @@ def test_failover_refuses_a_standby_behind_then_promotes_the_most_advanced(cl):
     # Make <behind> lag: freeze it, write more WAL than its socket buffers
     # hold, and kill the primary before it is thawed.
     behind.freeze()
-    sql(prim, "SET synchronous_commit = local; CREATE TABLE bulk AS "
-        "SELECT g, repeat('x', 500) AS pad FROM generate_series(1, 100000) g")
+    t_freeze = time.monotonic()
     w = Writer(ahead, cl.admin_key)
     w.start()
+    wait_for(lambda: len(w.acked) >= 1, 30, "an admin write with a standby frozen")
+    dropped = w.acked[0][1] - t_freeze
+    print(f"\nfirst admin write acknowledged {dropped:.2f} s after a standby froze")
+    assert dropped < 4, "a silent standby must leave the synchronous list within ~2 s"
+    sql(prim, "SET synchronous_commit = local; CREATE TABLE bulk AS "
+        "SELECT g, repeat('x', 500) AS pad FROM generate_series(1, 100000) g")
     wait_for(lambda: len(w.acked) >= 10, 30, "writes while one standby is frozen")
     w.stop()
     wait_for(lambda: ahead.status()["lsn"] == prim.status()["lsn"], 10, "the other standby caught up")
@@ -309,6 +314,43 @@ def test_partitioned_primary_fences_itself_and_recovers(cl):
             m.thaw()
     wait_for(accepts, 15, "the primary accepts writes again")
     cl.wait_healthy(30)
+
+
+def test_admin_write_is_read_at_once_everywhere(cl):
+    """remote_apply to every live standby: what one node wrote, all read."""
+    for src in cl.members:
+        name = f"everywhere-{src.id}"
+        st, _ = src.node("POST", "/api/v1/users", {"username": name, "method": "totp"},
+                         key=cl.admin_key)
+        assert st == 201
+        for m in cl.members:
+            st, body = m.node("GET", f"/api/v1/users/{name}", key=cl.admin_key)
+            assert st == 200, f"{name} written through {src.id} not yet on {m.id}: {body}"
+
+
+def test_replicator_restart_adopts_running_postgres(cl):
+    prim = cl.primary()
+    pid = prim.postmaster_pid()
+    rp = prim.procs["replicator"]
+    rp.kill()
+    rp.wait(10)
+    prim.start_replicator()
+    wait_for(lambda: prim.status()["role"] == "primary", 20, "replicator back as primary")
+    st = prim.status()
+    assert st["postgres"]["pid"] == pid and st["writable"] is True
+    assert prim.postmaster_pid() == pid, "PostgreSQL was restarted"
+    cl.wait_healthy(30)
+
+
+def test_crashed_standby_postgres_is_restarted(cl):
+    prim = cl.primary()
+    sb = next(m for m in cl.members if m is not prim)
+    old = sb.postmaster_pid()
+    for pid in sb.postgres_pids():
+        os.kill(pid, 9)
+    wait_for(lambda: sb.postmaster_pid() not in (None, old), 20, "PostgreSQL restarted")
+    cl.wait_healthy(30)
+    assert sb.status()["postgres"]["restarts"] >= 1
 
 
 def test_no_two_members_ever_accepted_writes(cl):
