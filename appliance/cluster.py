@@ -110,6 +110,7 @@ class Member:
         self.pgdata = os.path.join(self.dir, "pgdata")
         self.outbox = os.path.join(self.dir, "sms-outbox.jsonl")
         self.procs = {}
+        self.witness = False
 
     # -- processes --
 
@@ -130,7 +131,7 @@ class Member:
     def start(self, node=True):
         """Brings the member up as a host that boots: replicator, then node."""
         self.start_replicator()
-        if node and self.cluster.with_nodes:
+        if node and self.cluster.with_nodes and not self.witness:
             self.start_node()
 
     def running(self, name):
@@ -260,7 +261,7 @@ class Cluster:
     """Members n1..nN on 127.0.0.1 under <base>."""
 
     def __init__(self, base, build_dir, members=3, name="demo", user="mfa", fence_after=2,
-                 with_nodes=True, node_conf="", replicator_conf=""):
+                 with_nodes=True, node_conf="", replicator_conf="", witnesses=()):
         self.base = base
         self.build_dir = build_dir
         self.name = name
@@ -278,6 +279,8 @@ class Cluster:
             taken.update(ports.values())
             self.members.append(Member(self, f"n{i + 1}", ports))
         self.by_id = {m.id: m for m in self.members}
+        for w in witnesses:  # voters without PostgreSQL or a node
+            self.by_id[w].witness = True
 
     def binary(self, rel):
         path = os.path.join(self.build_dir, rel)
@@ -366,6 +369,7 @@ node = {{
 }};
 replicator = {{
   fsync = false;
+  witness = {"true" if m.witness else "false"};
   {self.replicator_conf}
 }};
 """
@@ -389,11 +393,14 @@ replicator = {{
             m.start_replicator()
         self.wait_healthy(timeout)
         if self.with_nodes:
-            for m in self.members:
+            for m in self.data_members():
                 m.start_node()
-            for m in self.members:
+            for m in self.data_members():
                 wait_for(lambda m=m: m.node("GET", "/ready")[0] == 200, 30, f"{m.id} node ready")
         return self
+
+    def data_members(self):
+        return [m for m in self.members if not m.witness]
 
     def statuses(self):
         out = {}
@@ -412,7 +419,7 @@ replicator = {{
     def healthy(self, members=None):
         """One writable primary and every other member streaming from it."""
         st = self.statuses()
-        ids = members or [m.id for m in self.members]
+        ids = members or [m.id for m in self.members if not m.witness]
         prim = [i for i in ids if st.get(i) and st[i].get("writable")]
         if len(prim) != 1:
             return False
