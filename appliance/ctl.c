@@ -60,15 +60,7 @@ struct post_slot {
 static int make_clients(struct ctl *c, char **err)
 {
     const struct appconf *conf = &c->conf;
-    struct httpclient_tls tls = {
-        .ca_file = conf->cluster.tls_ca,
-        .cert_file = conf->appliance.tls_cert,
-        .key_file = conf->appliance.tls_key,
-        .ciphers = conf->cluster.tls_ciphers,
-        .ciphersuites = conf->cluster.tls_ciphersuites,
-        .min_tls =
-            conf->cluster.tls_min_version == TLS_MIN_1_3 ? HTTPCLIENT_TLS_1_3 : HTTPCLIENT_TLS_1_2,
-    };
+    struct httpclient_tls tls = httpclient_tls_cluster(conf);
 
     c->tls = httpclient_new(c->base, &tls, err);
     if (!c->tls)

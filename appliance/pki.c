@@ -49,6 +49,7 @@
 #include <openssl/x509v3.h>
 
 #include "errmsg.h"
+#include "fsutil.h"
 #include "mem.h"
 
 #define PKI_OK     0
@@ -339,28 +340,6 @@ static int pki_make_dirs(const char *dir, char **err)
     return rc;
 }
 
-/* fsyncs the directory holding <path>, so a rename or link is durable. */
-static int pki_fsync_dir(const char *path, char **err)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir;
-    int fd, rc = 0;
-
-    if (slash == NULL)
-        dir = strdup(".");
-    else
-        dir = strndup(path, slash == path ? 1 : (size_t)(slash - path));
-    if (dir == NULL)
-        return err_set(err, "out of memory");
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) < 0)
-        rc = err_set(err, "cannot fsync directory %s: %s", dir, strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    free(dir);
-    return rc;
-}
-
 /*
  * Reads the regular file <path> (at most PKI_FILE_MAX bytes) into *buf, a
  * malloc'd copy the caller wipes and frees, and its length into *len.
@@ -505,7 +484,7 @@ static int pki_install(struct pki_out *o, bool replace, const char *hint, char *
     mfa_free(o->tmp);
     printf("wrote %s\n", o->path);
     fflush(stdout);
-    return pki_fsync_dir(o->path, err);
+    return fsutil_fsync_dir(o->path, err);
 }
 
 /* Removes a temporary file not put in place and frees <o>'s names. */

@@ -40,6 +40,7 @@
 
 #include <openssl/crypto.h>
 
+#include "appconf.h"
 #include "clock.h"
 #include "errmsg.h"
 
@@ -835,4 +836,19 @@ void httpclient_free(struct httpclient *c)
     if (c->depth > 0)
         return; /* a callback is running: its caller finishes the free */
     destroy(c);
+}
+
+struct httpclient_tls httpclient_tls_cluster(const struct appconf *conf)
+{
+    struct httpclient_tls tls = {
+        .ca_file = conf->cluster.tls_ca,
+        .cert_file = conf->appliance.tls_cert,
+        .key_file = conf->appliance.tls_key,
+        .ciphers = conf->cluster.tls_ciphers,
+        .ciphersuites = conf->cluster.tls_ciphersuites,
+        .min_tls =
+            conf->cluster.tls_min_version == TLS_MIN_1_3 ? HTTPCLIENT_TLS_1_3 : HTTPCLIENT_TLS_1_2,
+    };
+
+    return tls;
 }

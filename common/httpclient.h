@@ -106,6 +106,14 @@ typedef void (*httpclient_json_cb)(void *arg, const struct httpclient_response *
                                    const char *json_error);
 
 struct httpclient;
+struct appconf;
+
+/*
+ * The cluster's mutual TLS settings from <conf>: the cluster CA, this
+ * member's certificate and key, the minimum version and cipher lists. The
+ * strings stay <conf>'s.
+ */
+struct httpclient_tls httpclient_tls_cluster(const struct appconf *conf);
 
 struct httpclient_stats {
     uint64_t requests; /* accepted by httpclient_request() / httpclient_json() */

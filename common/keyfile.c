@@ -36,6 +36,7 @@
 #include "b64.h"
 #include "config.h"
 #include "errmsg.h"
+#include "fsutil.h"
 #include "ids.h"
 
 #define KEYFILE_SIZE_MAX 65536
@@ -390,28 +391,6 @@ done:
     return rc;
 }
 
-/* fsyncs the directory holding <path>, so a create or rename is durable. */
-static int fsync_dir(const char *path, char **err)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir;
-    int fd, rc = 0;
-
-    if (slash == NULL)
-        dir = strdup(".");
-    else
-        dir = strndup(path, slash == path ? 1 : (size_t)(slash - path));
-    if (dir == NULL)
-        return err_set(err, "out of memory");
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) < 0)
-        rc = err_set(err, "cannot fsync directory %s: %s", dir, strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    free(dir);
-    return rc;
-}
-
 static int new_key(struct key_entry *e, uint32_t id, char **err)
 {
     e->id = id;
@@ -441,7 +420,7 @@ int keyfile_create(const char *path, char **err)
     if (close(fd) < 0 && rc == 0)
         rc = err_set(err, "cannot close key file %s: %s", path, strerror(errno));
     if (rc == 0)
-        rc = fsync_dir(path, err);
+        rc = fsutil_fsync_dir(path, err);
     if (rc < 0)
         unlink(path);
 done:
@@ -523,7 +502,7 @@ int keyfile_rotate(const char *path, enum key_kind kind, uint32_t *new_id, char 
         goto done;
     }
     mfa_free(tmp); /* renamed: nothing to remove any more */
-    if (fsync_dir(path, err) < 0)
+    if (fsutil_fsync_dir(path, err) < 0)
         goto done;
     *new_id = max + 1;
     rc = 0;

@@ -29,15 +29,7 @@ struct primary_watch {
 struct primary_watch *primary_watch_new(struct event_base *base, const struct appconf *conf,
                                         primary_watch_cb cb, void *arg, char **err)
 {
-    const struct httpclient_tls tls = {
-        .ca_file = conf->cluster.tls_ca,
-        .cert_file = conf->appliance.tls_cert,
-        .key_file = conf->appliance.tls_key,
-        .ciphers = conf->cluster.tls_ciphers,
-        .ciphersuites = conf->cluster.tls_ciphersuites,
-        .min_tls =
-            conf->cluster.tls_min_version == TLS_MIN_1_3 ? HTTPCLIENT_TLS_1_3 : HTTPCLIENT_TLS_1_2,
-    };
+    const struct httpclient_tls tls = httpclient_tls_cluster(conf);
     struct primary_watch *w;
 
     if (!*tls.ca_file || !*tls.cert_file || !*tls.key_file) {

@@ -32,14 +32,7 @@ static int start(struct daemon *d, char **err)
     const struct appconf *c = daemon_conf(d);
     const struct member_conf *me = appconf_local(c);
     struct passwd *pw = getpwuid(geteuid());
-    struct httpclient_tls tls = {
-        .ca_file = c->cluster.tls_ca,
-        .cert_file = c->appliance.tls_cert,
-        .key_file = c->appliance.tls_key,
-        .ciphers = c->cluster.tls_ciphers,
-        .ciphersuites = c->cluster.tls_ciphersuites,
-        .min_tls = c->cluster.tls_min_version,
-    };
+    struct httpclient_tls tls = httpclient_tls_cluster(c);
     char conninfo[600];
 
     r->d = d;

@@ -204,16 +204,13 @@ int pm_run_tool(struct repl *r, const char *const *argv, int timeout_ms,
     return 0;
 }
 
-static void (*control_done)(struct repl *r, bool ok);
-static bool control_reading;
-
 static void control_read(struct repl *r, bool ok, const char *tail)
 {
-    void (*done)(struct repl *, bool) = control_done;
+    void (*done)(struct repl *, bool) = r->control_done;
     char *err = NULL;
 
-    control_done = NULL;
-    control_reading = false;
+    r->control_done = NULL;
+    r->control_reading = false;
     /* The tail holds the whole report: it is about 2 KiB. */
     if (ok && pgsetup_parse_controldata(tail, &r->control, &err) == 0) {
         r->control_valid = true;
@@ -233,18 +230,18 @@ void pm_read_control(struct repl *r, void (*done)(struct repl *r, bool ok))
     char store[1024];
     char *err = NULL;
 
-    if (control_reading ||
+    if (r->control_reading ||
         pgsetup_argv_controldata(daemon_conf(r->d), &r->paths, argv, MFA_ARRAY_LEN(argv), store,
                                  sizeof(store)) < 0) {
         if (done)
             done(r, false);
         return;
     }
-    control_done = done;
-    control_reading = true;
+    r->control_done = done;
+    r->control_reading = true;
     if (pm_run_tool(r, argv, 10000, control_read, &err) < 0) {
-        control_done = NULL;
-        control_reading = false;
+        r->control_done = NULL;
+        r->control_reading = false;
         log_error("pg.controldata err=%s", err);
         free(err);
         if (done)

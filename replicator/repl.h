@@ -92,6 +92,8 @@ struct repl {
     double pm_started_s, pm_next_start_s;
     int pm_backoff_s;
     void (*pm_on_stop)(struct repl *r); /* a task waiting for it to exit */
+    bool control_reading;               /* pg_controldata is running */
+    void (*control_done)(struct repl *r, bool ok);
 
     struct local_state local;
     struct pg_controldata control; /* of the data directory while PostgreSQL is down */
@@ -114,6 +116,7 @@ struct repl {
     char task_error[300];
     struct evhttp_request *task_req; /* the request the task answers when done */
     char rejoin_to[17];
+    double promote_started_s;
     char rejoin_pending[17]; /* asked to follow a member not yet seen as primary */
     double rejoin_pending_until_s;
     void (*on_up)(struct repl *r); /* a task waiting for PostgreSQL to answer */

@@ -480,8 +480,6 @@ int repl_rejoin(struct repl *r, const char *primary, char **err)
 
 /* ---- promotion ---- */
 
-static double promote_started_s;
-
 static void promote_position(struct repl *r, const char *value, const char *err)
 {
     unsigned tli = 0;
@@ -495,7 +493,7 @@ static void promote_position(struct repl *r, const char *value, const char *err)
     if (r->task_req) {
         http_reply_json(r->task_req, 200,
                         json_pack("{s:i, s:s, s:i}", "timeline", (int)tli, "lsn", lsn, "elapsed_ms",
-                                  (int)((now_s() - promote_started_s) * 1000)));
+                                  (int)((now_s() - r->promote_started_s) * 1000)));
         r->task_req = NULL;
     }
     repl_task_end(r, NULL);
@@ -566,7 +564,7 @@ static void promoted(struct repl *r, const char *value, const char *err)
         mfa_free(e);
     }
     probe_reload(r);
-    log_notice("promote.done elapsed_ms=%d", (int)((now_s() - promote_started_s) * 1000));
+    log_notice("promote.done elapsed_ms=%d", (int)((now_s() - r->promote_started_s) * 1000));
     /* Slot names are member_<node id>: nothing in them needs quoting. */
     setup_slot_list(r, slots, sizeof(slots));
     snprintf(sql, sizeof(sql),
@@ -592,7 +590,7 @@ int repl_promote(struct repl *r, struct evhttp_request *req, char **err)
         return err_set(err, "this member is %s, not a running standby", repl_role_name(r->role));
     if (!repl_task_begin(r, "promote"))
         return err_set(err, "busy with %s", r->task);
-    promote_started_s = now_s();
+    r->promote_started_s = now_s();
     r->task_req = req;
     if (probe_query(r, "SELECT pg_promote(true, 60)", 65000, promoted, err) < 0) {
         r->task_req = NULL;

@@ -13,10 +13,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
-import time
 
 import psycopg2
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                "appliance"))
+from cluster import children, wait_for  # noqa: E402,F401  (the launcher's, shared)
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
 TEST_USER = "mfa"
@@ -29,21 +33,6 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_for(predicate, timeout, what, interval=0.05):
-    """Polls predicate() until it returns a true value or timeout seconds pass."""
-    deadline = time.monotonic() + timeout
-    last_error = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as e:  # the condition may raise until it holds
-            last_error = e
-        time.sleep(interval)
-    raise TimeoutError(f"{what}: not true after {timeout}s (last error: {last_error})")
-
-
 def run_as_user():
     """The user to run PostgreSQL as: TEST_USER when root, else ourselves."""
     if os.geteuid() != 0:
@@ -54,23 +43,6 @@ def run_as_user():
         subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
                         "--shell", "/usr/sbin/nologin", TEST_USER], check=True)
     return TEST_USER
-
-
-def children(pid):
-    """Pids of the processes whose parent is <pid> (from /proc)."""
-    kids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # pid (comm) state ppid ...; comm may hold spaces and parentheses
-        if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
-            kids.append(int(entry))
-    return kids
 
 
 def make_base_dir(prefix):
