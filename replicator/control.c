@@ -49,8 +49,9 @@ json_t *control_status(struct repl *r)
     for (size_t i = 0; i < r->npeers; i++) {
         const struct peer *p = &r->peers[i];
         double age = peer_age(p);
-        json_t *tl = p->status ? json_object_get(p->status, "timeline") : NULL;
-        json_t *pl = p->status ? json_object_get(p->status, "lsn") : NULL;
+        bool seen = peer_seen(r, p);
+        json_t *tl = seen && p->status ? json_object_get(p->status, "timeline") : NULL;
+        json_t *pl = seen && p->status ? json_object_get(p->status, "lsn") : NULL;
 
         json_array_append_new(
             peers,
@@ -86,6 +87,8 @@ json_t *control_status(struct repl *r)
     json_object_set_new(out, "fenced", json_boolean(r->fenced));
     json_object_set_new(out, "fence_reason",
                         r->fence_reason ? json_string(r->fence_reason) : json_null());
+    json_object_set_new(out, "has_data",
+                        json_boolean(r->role != ROLE_WITNESS && pgsetup_has_data(&r->paths)));
     json_object_set_new(out, "system_identifier",
                         running && *l->sysid ? json_string(l->sysid)
                         : r->control_valid   ? json_string(r->control.system_identifier)
@@ -171,7 +174,7 @@ static void handle_resume(struct evhttp_request *req, void *arg)
         refuse(req, strstr(err, "primary now") ? "primary_elsewhere" : "not_stopped", err);
         return;
     }
-    http_reply_json(req, 200, json_pack("{s:s}", "role", "primary"));
+    http_reply_json(req, 202, json_pack("{s:s}", "role", repl_role_name(r->role)));
 }
 
 static void handle_rejoin(struct evhttp_request *req, void *arg)

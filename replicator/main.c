@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "daemon.h"
 #include "errmsg.h"
 #include "httpclient.h"
@@ -37,6 +38,7 @@ static int start(struct daemon *d, char **err)
 
     r->d = d;
     r->base = daemon_base(d);
+    r->started_s = (double)clock_mono_ms() / 1000.0;
     snprintf(r->me, sizeof(r->me), "%s", me->id);
     if (!pw)
         return err_set(err, "this process's user has no name");

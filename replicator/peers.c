@@ -34,6 +34,21 @@ void peers_init(struct repl *r)
     }
 }
 
+/* True when a /status answer lists member <me> among the peers it sees. */
+static bool peer_sees(json_t *status, const char *me)
+{
+    json_t *peers = json_object_get(status, "peers"), *e;
+    size_t i;
+
+    json_array_foreach(peers, i, e)
+    {
+        const char *id = json_string_value(json_object_get(e, "id"));
+        if (id && strcmp(id, me) == 0)
+            return json_is_true(json_object_get(e, "seen"));
+    }
+    return false;
+}
+
 struct poll {
     struct repl *r;
     size_t index;
@@ -51,6 +66,8 @@ static void polled(void *arg, const struct httpclient_response *resp, json_t *js
         json_decref(p->status);
         p->status = json_incref(json);
         p->last_ok_s = now_s();
+        if (peer_sees(json, pl->r->me))
+            p->last_mutual_s = p->last_ok_s;
         p->error[0] = '\0';
         if (!was_seen)
             log_notice("peer.seen id=%s role=%s", p->id, peer_str(p, "role"));
@@ -145,7 +162,37 @@ const struct peer *peers_primary(const struct repl *r)
     return found;
 }
 
-/* How many peers, with this member, make a majority of the voters. */
+size_t peers_primary_count(const struct repl *r)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < r->npeers; i++) {
+        const char *role = peer_str(&r->peers[i], "role");
+        n += peer_seen(r, &r->peers[i]) && role && strcmp(role, "primary") == 0;
+    }
+    return n;
+}
+
+const struct peer *peers_newest_primary(const struct repl *r)
+{
+    const struct peer *best = NULL;
+
+    for (size_t i = 0; i < r->npeers; i++) {
+        const struct peer *p = &r->peers[i];
+        const char *role = peer_str(p, "role");
+
+        if (peer_seen(r, p) && role && strcmp(role, "primary") == 0 &&
+            (!best || peer_int(p, "timeline") > peer_int(best, "timeline")))
+            best = p;
+    }
+    return best;
+}
+
+/*
+ * How many peers, with this member, make a majority of the voters. A peer
+ * counts while both directions work: it answers, and says it sees us (a
+ * primary that others cannot reach must fence even if it reaches them).
+ */
 static size_t peers_needed(const struct repl *r)
 {
     size_t voters = r->npeers + 1;
@@ -157,8 +204,10 @@ bool repl_sees_majority(const struct repl *r)
 {
     size_t seen = 0;
 
+    double timeout = daemon_conf(r->d)->replicator.peer_timeout_ms / 1000.0;
+
     for (size_t i = 0; i < r->npeers; i++)
-        seen += peer_seen(r, &r->peers[i]);
+        seen += r->peers[i].last_mutual_s > 0 && now_s() - r->peers[i].last_mutual_s < timeout;
     return seen >= peers_needed(r);
 }
 
@@ -171,7 +220,8 @@ double repl_majority_age(const struct repl *r)
     if (need == 0)
         return 0;
     for (size_t i = 0; i < r->npeers; i++)
-        ages[n++] = r->peers[i].last_ok_s > 0 ? now_s() - r->peers[i].last_ok_s : 1e9;
+        ages[n++] =
+            now_s() - (r->peers[i].last_mutual_s > 0 ? r->peers[i].last_mutual_s : r->started_s);
     /* The need-th youngest answer: since then, fewer peers than needed answered. */
     for (size_t i = 0; i < n; i++)
         for (size_t j = i + 1; j < n; j++)

@@ -3,7 +3,7 @@
  *
  * The configuration is written whole every time from appliance.conf and the
  * member's current role, never edited in place, so what runs is always what
- * this file says. Values are single-quoted with quotes doubled.
+ * this file says. Values are single-quoted with quotes and backslashes doubled.
  */
 #include "pgsetup.h"
 
@@ -46,13 +46,26 @@ __attribute__((format(printf, 2, 3))) static void put(struct buf *b, const char 
         b->len += (size_t)n;
 }
 
-/* name = 'value' with ' doubled. */
+/*
+ * name = 'value' with ' and \ doubled: in a quoted value PostgreSQL's
+ * configuration scanner (guc-file.l, GUC_scanstr) reads '' as ' and a
+ * backslash as the start of an escape (\n, \t, octal, \\).
+ */
 static void put_setting(struct buf *b, const char *name, const char *value)
 {
     put(b, "%s = '", name);
     for (const char *s = value; *s; s++)
-        put(b, *s == '\'' ? "''" : "%c", *s);
+        put(b, *s == '\'' ? "''" : *s == '\\' ? "\\\\" : "%c", *s);
     put(b, "'\n");
+}
+
+/* " key='value'" for a libpq conninfo string: \ and ' backslash-escaped. */
+static void put_conn_value(struct buf *b, const char *key, const char *value)
+{
+    put(b, "%s%s='", b->len ? " " : "", key);
+    for (const char *s = value; *s; s++)
+        put(b, *s == '\'' || *s == '\\' ? "\\%c" : "%c", *s);
+    put(b, "'");
 }
 
 static int write_file(const char *path, const char *text, size_t len, mode_t mode, char **err)
@@ -125,10 +138,13 @@ int pgsetup_conninfo(const struct appconf *conf, const struct pgpaths *p,
                      const char *app, char *buf, size_t size, char **err)
 {
     char extra[1024];
+    struct buf b = { extra, 0, sizeof(extra), false };
 
-    if (snprintf(extra, sizeof(extra),
-                 "sslmode=verify-ca sslrootcert='%s' passfile='%s' application_name='%s'",
-                 conf->cluster.tls_ca, p->passfile, app) >= (int)sizeof(extra))
+    put(&b, "sslmode=verify-ca");
+    put_conn_value(&b, "sslrootcert", conf->cluster.tls_ca);
+    put_conn_value(&b, "passfile", p->passfile);
+    put_conn_value(&b, "application_name", app);
+    if (b.overflow)
         return err_set(err, "conninfo too long");
     return pgconn_conninfo(buf, size, m->address, m->ports.postgres, dbname, user, extra, 10000,
                            err);
@@ -479,10 +495,14 @@ int pgsetup_parse_controldata(const char *text, struct pg_controldata *out, char
     char v[64];
 
     memset(out, 0, sizeof(*out));
+    /* The identifier is a uint64 printed in decimal. */
     if (report_value(text, "Database system identifier", out->system_identifier,
-                     sizeof(out->system_identifier)) < 0)
+                     sizeof(out->system_identifier)) < 0 ||
+        !out->system_identifier[0] ||
+        strspn(out->system_identifier, "0123456789") != strlen(out->system_identifier))
         return err_set(err, "pg_controldata: no database system identifier");
-    if (report_value(text, "Database cluster state", out->state, sizeof(out->state)) < 0)
+    if (report_value(text, "Database cluster state", out->state, sizeof(out->state)) < 0 ||
+        !out->state[0])
         return err_set(err, "pg_controldata: no database cluster state");
     if (report_value(text, "Latest checkpoint location", v, sizeof(v)) < 0 ||
         lsn_parse(v, &out->checkpoint_lsn) < 0)
@@ -532,9 +552,35 @@ pid_t pgsetup_read_pid(const struct pgpaths *p, char **err)
     if (n < 0)
         return errno == ENOENT ? 0 : err_set(err, "cannot read %s: %s", proc, strerror(errno));
     exe[n] = '\0';
-    if (!strstr(exe, "postgres"))
+    /*
+     * The program must be postgres itself, not another one from the same
+     * directory (/usr/lib/postgresql/15/bin/pg_basebackup names "postgres"
+     * too); " (deleted)" follows when a package upgrade replaced it.
+     */
+    const char *base = strrchr(exe, '/');
+    base = base ? base + 1 : exe;
+    if (strcmp(base, "postgres") != 0 && strcmp(base, "postgres (deleted)") != 0)
         return 0;
     return (pid_t)pid;
+}
+
+/*
+ * The whitespace-delimited field at or after *s (before <end>) into <out> of <size>;
+ * advances *s past it. Returns -1 when there is none or it does not fit.
+ */
+static int history_field(const char **s, const char *end, char *out, size_t size)
+{
+    const char *f;
+
+    while (*s < end && isspace((unsigned char)**s))
+        (*s)++;
+    for (f = *s; *s < end && !isspace((unsigned char)**s); (*s)++)
+        ;
+    if (*s == f || (size_t)(*s - f) >= size)
+        return -1;
+    memcpy(out, f, (size_t)(*s - f));
+    out[*s - f] = '\0';
+    return 0;
 }
 
 int pgsetup_parse_history(const char *text, struct tli_switch *out, size_t max, char **err)
@@ -544,27 +590,30 @@ int pgsetup_parse_history(const char *text, struct tli_switch *out, size_t max, 
 
     for (const char *line = text; line && *line;) {
         const char *end = strchr(line, '\n');
-        size_t len = end ? (size_t)(end - line) : strlen(line);
-        char buf[128], tli[16], lsn[32];
+        const char *s = line;
+        char tli[16], lsn[32];
 
         lineno++;
-        if (len >= sizeof(buf))
-            return err_set(err, "history line %d is too long", lineno);
-        memcpy(buf, line, len);
-        buf[len] = '\0';
-        line = end ? end + 1 : NULL;
-        const char *s = buf;
-        while (*s == ' ' || *s == '\t')
+        if (!end)
+            end = line + strlen(line);
+        line = *end ? end + 1 : NULL;
+        while (s < end && isspace((unsigned char)*s))
             s++;
-        if (*s == '\0' || *s == '#')
+        if (s == end || *s == '#')
             continue;
-        if (sscanf(s, "%15s %31s", tli, lsn) != 2)
+        /* The reason after the LSN is free text: it is not read. */
+        if (history_field(&s, end, tli, sizeof(tli)) < 0 ||
+            history_field(&s, end, lsn, sizeof(lsn)) < 0)
             return err_set(err, "history line %d: expected a timeline and an LSN", lineno);
         if (n == max)
             return err_set(err, "history has more than %zu entries", max);
         if (parse_u32(tli, &out[n].tli) < 0 || out[n].tli == 0 ||
             lsn_parse(lsn, &out[n].switch_lsn) < 0)
             return err_set(err, "history line %d: bad timeline or LSN", lineno);
+        /* As PostgreSQL's readTimeLineHistory(): timelines only increase. */
+        if (n > 0 && out[n].tli <= out[n - 1].tli)
+            return err_set(err, "history line %d: timeline %u does not follow %u", lineno,
+                           out[n].tli, out[n - 1].tli);
         n++;
     }
     return (int)n;

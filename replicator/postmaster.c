@@ -159,6 +159,22 @@ void pm_tick(struct repl *r)
     }
 }
 
+/*
+ * The tools' environment: the C locale, so pg_controldata's report reads the
+ * same everywhere, and no PG* variables to redirect them.
+ */
+static const char *const *tool_env(const char **env, char *store, size_t size)
+{
+    const char *home = getenv("HOME");
+
+    snprintf(store, size, "HOME=%s", home ? home : "/nonexistent");
+    env[0] = "LC_ALL=C";
+    env[1] = "PATH=/usr/bin:/bin";
+    env[2] = store;
+    env[3] = NULL;
+    return env;
+}
+
 struct tool {
     struct repl *r;
     void (*done)(struct repl *r, bool ok, const char *tail);
@@ -184,6 +200,8 @@ int pm_run_tool(struct repl *r, const char *const *argv, int timeout_ms,
                 void (*done)(struct repl *r, bool ok, const char *tail), char **err)
 {
     struct proc_spec spec = { 0 };
+    const char *env[4];
+    char envstore[600];
     struct tool *t = calloc(1, sizeof(*t));
     const char *base = strrchr(argv[0], '/');
 
@@ -193,6 +211,7 @@ int pm_run_tool(struct repl *r, const char *const *argv, int timeout_ms,
     t->done = done;
     snprintf(t->name, sizeof(t->name), "%s", base ? base + 1 : argv[0]);
     spec.argv = argv;
+    spec.env = tool_env(env, envstore, sizeof(envstore));
     spec.log_path = r->paths.log;
     spec.timeout_ms = timeout_ms;
     spec.new_session = true;

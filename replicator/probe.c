@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +35,8 @@ static const char probe_sql[] =
     " coalesce((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false),"
     " current_setting('default_transaction_read_only') = 'on',"
     " (SELECT coalesce(json_agg(json_build_object('id', application_name, 'state', state,"
-    "   'sync', sync_state, 'replay_lsn', replay_lsn::text, 'reply_age_s',"
+    "   'sync', sync_state, 'replay_lsn', replay_lsn::text, 'reply', reply_time::text,"
+    "   'reply_age_s',"
     "   coalesce(extract(epoch FROM now() - reply_time), 1e9)) ORDER BY application_name),"
     "   '[]') FROM pg_stat_replication)::text"
     " FROM pg_is_in_recovery() r";
@@ -95,25 +97,16 @@ void probe_tick(struct repl *r)
     r->probe_in_flight = true;
 }
 
-static void reload_done(void *arg, const PGresult *res, const char *err)
-{
-    (void)arg;
-    (void)res;
-    if (err)
-        log_warn("pg.reload_failed err=%s", err);
-}
-
+/*
+ * SIGHUP to the postmaster, as pg_reload_conf() does, but never queued behind
+ * a long query on the one local connection: a fence must take effect now.
+ */
 void probe_reload(struct repl *r)
 {
-    char *err = NULL;
-
-    if (r->pm != PM_RUNNING)
+    if (r->pm != PM_RUNNING || r->pm_pid <= 0)
         return;
-    if (pgconn_query(r->db, "SELECT pg_reload_conf()", 0, NULL, PGCONN_SYNC_DEFAULT, 5000,
-                     reload_done, r, &err) < 0) {
-        log_error("pg.reload err=%s", err);
-        free(err);
-    }
+    if (kill(r->pm_pid, SIGHUP) < 0)
+        log_error("pg.reload pid=%d err=%s", (int)r->pm_pid, strerror(errno));
 }
 
 void probe_read_history(struct repl *r)

@@ -62,9 +62,10 @@ struct local_state {
 struct peer {
     char id[17];
     bool in_flight;
-    double last_ok_s; /* clock_mono, seconds; 0: never */
-    json_t *status;   /* its last /status; NULL before the first */
-    char error[200];  /* why the last poll failed */
+    double last_ok_s;     /* clock_mono, seconds; 0: never */
+    double last_mutual_s; /* last answer that also said it sees this member */
+    json_t *status;       /* its last /status; NULL before the first */
+    char error[200];      /* why the last poll failed */
 };
 
 struct repl {
@@ -74,6 +75,7 @@ struct repl {
     struct pgpaths paths;
     char os_user[64];
     char me[17];
+    double started_s; /* when this replicator started (clock_mono seconds) */
     struct proc_set *procs;
     struct worker_pool *workers;
     struct httpclient *http;
@@ -116,6 +118,15 @@ struct repl {
     char task_error[300];
     struct evhttp_request *task_req; /* the request the task answers when done */
     char rejoin_to[17];
+    bool setup_ok; /* roles, database and migrations are in place on this primary */
+    bool setup_running;
+    double setup_retry_s;
+    /* When each standby's reply last changed, on our clock (not the standby's). */
+    struct {
+        char id[17];
+        char reply[48];
+        double changed_s;
+    } replies[APPCONF_MAX_MEMBERS];
     double promote_started_s;
     char rejoin_pending[17]; /* asked to follow a member not yet seen as primary */
     double rejoin_pending_until_s;
@@ -163,8 +174,12 @@ void peers_poll(struct repl *r);
 void peers_free(struct repl *r);
 bool peer_seen(const struct repl *r, const struct peer *p);
 double peer_age(const struct peer *p);
-/* The seen peer that says it is primary, NULL when none or more than one. */
+/* The seen peer that says it is primary, NULL when none or more than one (to follow). */
 const struct peer *peers_primary(const struct repl *r);
+/* How many seen peers say they are primary (for the checks that must see any). */
+size_t peers_primary_count(const struct repl *r);
+/* Of the seen peers that say they are primary, the one on the newest timeline; NULL if none. */
+const struct peer *peers_newest_primary(const struct repl *r);
 bool repl_sees_majority(const struct repl *r);
 /* Seconds since a majority of the voters was last seen (0: now). */
 double repl_majority_age(const struct repl *r);

@@ -132,6 +132,15 @@ bool repl_task_begin(struct repl *r, const char *name)
 
 void repl_task_end(struct repl *r, const char *error)
 {
+    r->on_up = NULL;
+    if (!r->task)
+        return;
+    /* Every request a task took is answered exactly once. */
+    if (r->task_req) {
+        http_reply_error(r->task_req, 500, "task_failed", "%s: %s", r->task,
+                         error ? error : "ended without an answer");
+        r->task_req = NULL;
+    }
     if (error) {
         snprintf(r->task_error, sizeof(r->task_error), "%s", error);
         log_error("task.failed name=%s err=%s", r->task, error);
@@ -202,6 +211,53 @@ static void task_fail(struct repl *r, int status, const char *code, const char *
     repl_task_end(r, msg);
 }
 
+/* ---- copies of another member's data ---- */
+
+/*
+ * A marker beside PGDATA while pg_basebackup or pg_rewind changes it: data
+ * left half-copied by a crash is copied afresh, never started.
+ */
+static void copy_marker(struct repl *r, bool on)
+{
+    char path[300];
+
+    snprintf(path, sizeof(path), "%s/copy-in-progress", r->paths.confdir);
+    if (on) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0 || fsync(fd) < 0)
+            log_error("copy.marker path=%s err=%s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+    } else if (unlink(path) < 0 && errno != ENOENT) {
+        log_error("copy.marker path=%s err=%s", path, strerror(errno));
+    }
+}
+
+static bool copy_interrupted(const struct repl *r)
+{
+    char path[300];
+
+    snprintf(path, sizeof(path), "%s/copy-in-progress", r->paths.confdir);
+    return access(path, F_OK) == 0;
+}
+
+/* This member's database system identifier, "" when unknown. */
+static const char *my_sysid(const struct repl *r)
+{
+    if (r->local.up && *r->local.sysid)
+        return r->local.sysid;
+    return r->control_valid ? r->control.system_identifier : "";
+}
+
+/* False only when both sides are known and differ: another cluster's data. */
+static bool same_system(const struct repl *r, const struct peer *p)
+{
+    const char *theirs = peer_str(p, "system_identifier");
+    const char *mine = my_sysid(r);
+
+    return !theirs || !*mine || strcmp(theirs, mine) == 0;
+}
+
 /* ---- starting PostgreSQL ---- */
 
 static void start_as(struct repl *r, bool primary, const char *upstream)
@@ -210,6 +266,7 @@ static void start_as(struct repl *r, bool primary, const char *upstream)
 
     snprintf(r->upstream, sizeof(r->upstream), "%s", primary || !upstream ? "" : upstream);
     r->fenced = false;
+    r->fence_reason = NULL;
     r->sync_names[0] = '\0';
     if (write_passfile(r, &err) < 0 || pgsetup_set_standby(&r->paths, !primary, &err) < 0 ||
         (primary ? (r->role = ROLE_PRIMARY, repl_write_conf(r, &err)) : repl_write_conf(r, &err)) <
@@ -217,7 +274,7 @@ static void start_as(struct repl *r, bool primary, const char *upstream)
         pm_start(r, &err) < 0) {
         log_error("pg.start_failed err=%s", err);
         free(err);
-        r->role = ROLE_STARTING;
+        repl_set_role(r, ROLE_STARTING, "postgres did not start");
         r->pm_next_start_s = now_s() + 5;
         return;
     }
@@ -309,6 +366,7 @@ static void clone_done(struct repl *r, bool ok, const char *tail)
         return;
     }
     r->control_valid = false;
+    copy_marker(r, false);
     start_as(r, false, r->rejoin_to);
     repl_task_end(r, r->pm == PM_RUNNING ? NULL : "postgres did not start");
 }
@@ -322,6 +380,8 @@ static void clone_removed(struct repl *r, bool ok, const char *tail)
 
     (void)tail;
     if (!ok) {
+        repl_set_role(r, ROLE_STARTING, "the old data could not be removed");
+        r->pm_next_start_s = now_s() + 5;
         repl_task_end(r, "could not remove the old data directory");
         return;
     }
@@ -333,6 +393,7 @@ static void clone_removed(struct repl *r, bool ok, const char *tail)
                                 sizeof(store)) < 0 ||
         pm_run_tool(r, argv, 3600000, clone_done, &err) < 0) {
         repl_set_role(r, ROLE_STARTING, "pg_basebackup could not start");
+        r->pm_next_start_s = now_s() + 5;
         repl_task_end(r, err ? err : "pg_basebackup command line too long");
         free(err);
         return;
@@ -343,7 +404,11 @@ static void clone_removed(struct repl *r, bool ok, const char *tail)
 /* Copies the data of <primary> afresh (the running task goes on, or "clone" starts). */
 static void clone_from(struct repl *r, const char *primary)
 {
-    const char *argv[] = { "/bin/rm", "-rf", "--", r->paths.pgdata, NULL };
+    /* The contents, not the directory: PGDATA may be a mount point. */
+    const char *argv[] = {
+        "/bin/sh",       "-c", "[ ! -e \"$1\" ] || find \"$1\" -mindepth 1 -delete", "sh",
+        r->paths.pgdata, NULL
+    };
     char *err = NULL;
 
     if (!r->task && !repl_task_begin(r, "clone"))
@@ -351,7 +416,10 @@ static void clone_from(struct repl *r, const char *primary)
     snprintf(r->rejoin_to, sizeof(r->rejoin_to), "%s", primary);
     repl_set_role(r, ROLE_REJOINING, "copying the primary");
     r->control_valid = false;
+    copy_marker(r, true);
     if (pm_run_tool(r, argv, 600000, clone_removed, &err) < 0) {
+        repl_set_role(r, ROLE_STARTING, "the old data could not be removed");
+        r->pm_next_start_s = now_s() + 5;
         repl_task_end(r, err);
         free(err);
     }
@@ -399,6 +467,7 @@ static void rewind_done(struct repl *r, bool ok, const char *tail)
         return;
     }
     r->control_valid = false;
+    copy_marker(r, false);
     start_as(r, false, r->rejoin_to);
     repl_task_end(r, r->pm == PM_RUNNING ? NULL : "postgres did not start after pg_rewind");
 }
@@ -420,7 +489,7 @@ static void rejoin_stopped(struct repl *r)
                          sizeof(conninfo), &err) < 0 ||
         pgsetup_argv_rewind(c, &r->paths, conninfo, argv, MFA_ARRAY_LEN(argv), store,
                             sizeof(store)) < 0 ||
-        pm_run_tool(r, argv, 3600000, rewind_done, &err) < 0) {
+        (copy_marker(r, true), pm_run_tool(r, argv, 3600000, rewind_done, &err)) < 0) {
         log_warn("rewind.not_started err=%s next=pg_basebackup", err ? err : "argv");
         free(err);
         clone_from(r, r->rejoin_to);
@@ -436,8 +505,21 @@ int repl_rejoin(struct repl *r, const char *primary, char **err)
     uint32_t tli;
     uint64_t lsn;
 
+    if (r->role == ROLE_WITNESS)
+        return err_set(err, "this member is a witness: it runs no PostgreSQL");
     if (!p)
         return err_set(err, "\"%s\" is not another member", primary);
+    if (!same_system(r, p))
+        return err_set(err,
+                       "%s holds another cluster's data (system %s, ours %s): refusing to "
+                       "replace ours with it",
+                       primary, peer_str(p, "system_identifier"), my_sysid(r));
+    if (peer_seen(r, p) && repl_position(r, &tli, &lsn) && peer_int(p, "timeline") > 0 &&
+        peer_int(p, "timeline") < (json_int_t)tli)
+        return err_set(err,
+                       "%s is on timeline %d, older than ours (%u): following it would "
+                       "throw away writes of our newer history",
+                       primary, (int)peer_int(p, "timeline"), tli);
     if (!peer_seen(r, p) || !role || strcmp(role, "primary") != 0) {
         /* Just promoted, perhaps: this member's view is a poll behind. */
         if (r->rejoin_pending[0] && strcmp(r->rejoin_pending, primary) == 0 &&
@@ -458,6 +540,7 @@ int repl_rejoin(struct repl *r, const char *primary, char **err)
     snprintf(r->rejoin_to, sizeof(r->rejoin_to), "%s", primary);
     snprintf(r->upstream, sizeof(r->upstream), "%s", primary);
     r->fenced = false;
+    r->fence_reason = NULL;
     repl_set_role(r, ROLE_REJOINING, "following a new primary");
 
     /* A running standby on the new primary's history only needs re-pointing. */
@@ -558,6 +641,7 @@ static void promoted(struct repl *r, const char *value, const char *err)
     r->upstream[0] = '\0';
     r->sync_names[0] = '\0';
     r->fenced = false;
+    r->fence_reason = NULL;
     repl_set_role(r, ROLE_PRIMARY, "promoted");
     if (pgsetup_set_standby(&r->paths, false, &e) < 0 || repl_write_conf(r, &e) < 0) {
         log_error("promote.conf err=%s", e);
@@ -604,17 +688,17 @@ int repl_promote(struct repl *r, struct evhttp_request *req, char **err)
 
 static void fence_control(struct repl *r, bool ok)
 {
-    char lsn[32];
+    char lsn[32] = "";
 
     if (!ok) {
         task_fail(r, 500, "fence_failed", "stopped, but pg_controldata failed");
         return;
     }
+    lsn_format(r->control.checkpoint_lsn, lsn, sizeof(lsn));
     if (r->task_req) {
         http_reply_json(r->task_req, 200,
-                        json_pack("{s:s, s:i}", "shutdown_lsn",
-                                  lsn_format(r->control.checkpoint_lsn, lsn, sizeof(lsn)),
-                                  "timeline", (int)r->control.checkpoint_tli));
+                        json_pack("{s:s, s:i}", "shutdown_lsn", lsn, "timeline",
+                                  (int)r->control.checkpoint_tli));
         r->task_req = NULL;
     }
     log_notice("fence.done shutdown_lsn=%s", lsn);
@@ -652,14 +736,16 @@ int repl_fence(struct repl *r, struct evhttp_request *req, char **err)
 
 int repl_resume(struct repl *r, char **err)
 {
-    const struct peer *p = peers_primary(r);
+    const struct peer *p = peers_newest_primary(r);
 
     if (r->role != ROLE_STOPPED || r->task)
         return err_set(err, "this member is %s, not stopped", repl_role_name(r->role));
     if (p)
         return err_set(err, "%s is primary now", p->id);
-    start_as(r, true, NULL);
-    return r->pm == PM_RUNNING ? 0 : err_set(err, "postgres did not start; see postgresql.log");
+    /* The start's own rules decide: a majority, no primary, no newer timeline. */
+    r->control_valid = false;
+    repl_set_role(r, ROLE_STARTING, "resumed after an abandoned switchover");
+    return 0;
 }
 
 /* ---- what to do now ---- */
@@ -682,10 +768,18 @@ static void decide_empty(struct repl *r)
     /* The first member makes the cluster once every other one answers empty. */
     for (size_t i = 0; i < r->npeers; i++) {
         const struct peer *q = &r->peers[i];
-        if (!peer_seen(r, q) || peer_str(q, "system_identifier"))
+        const char *role = peer_str(q, "role");
+        if (!peer_seen(r, q) || !json_is_false(json_object_get(q->status, "has_data")) || !role ||
+            (strcmp(role, "starting") != 0 && strcmp(role, "witness") != 0))
             return;
     }
     bootstrap(r);
+}
+
+static void control_backoff(struct repl *r, bool ok)
+{
+    if (!ok)
+        r->pm_next_start_s = now_s() + 5;
 }
 
 static void decide_start(struct repl *r)
@@ -695,21 +789,39 @@ static void decide_start(struct repl *r)
     uint64_t lsn;
 
     if (r->pm == PM_RUNNING) {
+        char *err = NULL;
         if (!r->local.up)
             return;
         repl_set_role(r, r->local.in_recovery ? ROLE_STANDBY : ROLE_PRIMARY, "postgres answers");
+        /* An adopted postmaster may run on settings of a previous run: renew them. */
+        if (repl_write_conf(r, &err) < 0) {
+            log_error("start.conf err=%s", err);
+            free(err);
+        }
+        probe_reload(r);
         return;
     }
     if (r->pm == PM_STOPPING || now_s() < r->pm_next_start_s)
         return;
+    if (copy_interrupted(r)) {
+        p = peers_primary(r);
+        if (p && json_is_true(json_object_get(p->status, "writable"))) {
+            log_warn("start.copy_interrupted next=pg_basebackup from=%s", p->id);
+            clone_from(r, p->id);
+        }
+        return;
+    }
     if (!pgsetup_has_data(&r->paths)) {
         decide_empty(r);
         return;
     }
     if (!r->control_valid) {
-        pm_read_control(r, NULL);
+        pm_read_control(r, control_backoff);
         return;
     }
+    /* Two members claim to be primary: follow neither, start nothing. */
+    if (peers_primary_count(r) > 1)
+        return;
     p = peers_primary(r);
     if (pgsetup_is_standby(&r->paths)) {
         start_as(r, false, p ? p->id : r->upstream);
@@ -752,6 +864,34 @@ static void set_fence(struct repl *r, bool on, const char *reason)
     probe_reload(r);
 }
 
+/*
+ * Seconds since standby <id> last sent a reply it had not sent before, on
+ * this member's clock: a standby's own timestamps would let its clock decide.
+ */
+static double reply_age(struct repl *r, const char *id, const char *reply)
+{
+    size_t i, free_slot = MFA_ARRAY_LEN(r->replies);
+
+    for (i = 0; i < MFA_ARRAY_LEN(r->replies); i++) {
+        if (strcmp(r->replies[i].id, id) == 0)
+            break;
+        if (!r->replies[i].id[0] && free_slot == MFA_ARRAY_LEN(r->replies))
+            free_slot = i;
+    }
+    if (i == MFA_ARRAY_LEN(r->replies)) {
+        if (free_slot == MFA_ARRAY_LEN(r->replies))
+            return 1e9;
+        i = free_slot;
+        snprintf(r->replies[i].id, sizeof(r->replies[i].id), "%s", id);
+        r->replies[i].reply[0] = '\0';
+    }
+    if (strcmp(r->replies[i].reply, reply ? reply : "") != 0) {
+        snprintf(r->replies[i].reply, sizeof(r->replies[i].reply), "%s", reply ? reply : "");
+        r->replies[i].changed_s = now_s();
+    }
+    return now_s() - r->replies[i].changed_s;
+}
+
 static void update_sync(struct repl *r)
 {
     const struct appconf *c = daemon_conf(r->d);
@@ -766,7 +906,8 @@ static void update_sync(struct repl *r)
         {
             const char *id = json_string_value(json_object_get(s, "id"));
             const char *state = json_string_value(json_object_get(s, "state"));
-            double age = json_number_value(json_object_get(s, "reply_age_s"));
+            double age =
+                id ? reply_age(r, id, json_string_value(json_object_get(s, "reply"))) : 1e9;
 
             if (!id || !appconf_member(c, id) || !state || strcmp(state, "streaming") != 0 ||
                 age * 1000 >= c->replicator.standby_timeout_ms)
@@ -778,12 +919,29 @@ static void update_sync(struct repl *r)
             n++;
         }
     }
-    if (n)
+    if (n) {
         snprintf(want, sizeof(want), "ANY %zu (%s)", n, list);
-    else if (c->cluster.replication == REPL_ASYNC || repl_sees_majority(r))
+    } else if (c->cluster.replication == REPL_ASYNC || repl_sees_majority(r)) {
         want[0] = '\0';
-    else
+    } else if (*r->sync_names) {
         return; /* alone without a majority: keep waiting for the standbys we had */
+    } else {
+        /* Alone without a majority and no list yet: admin writes wait for any other member. */
+        for (i = 0; i < r->npeers; i++) {
+            const char *role = peer_str(&r->peers[i], "role");
+            if (role && strcmp(role, "witness") == 0)
+                continue;
+            int w =
+                snprintf(list + len, sizeof(list) - len, "%s\"%s\"", n ? ", " : "", r->peers[i].id);
+            if (w < 0 || (size_t)w >= sizeof(list) - len)
+                break;
+            len += (size_t)w;
+            n++;
+        }
+        if (!n)
+            return;
+        snprintf(want, sizeof(want), "ANY 1 (%s)", list);
+    }
     if (strcmp(want, r->sync_names) == 0)
         return;
     log_notice("sync.standbys from=%s to=%s", r->sync_names, want);
@@ -793,6 +951,13 @@ static void update_sync(struct repl *r)
         free(err);
     }
     probe_reload(r);
+}
+
+static void setup_retried(struct repl *r, const char *err)
+{
+    (void)r;
+    if (err)
+        log_error("setup.failed err=%s retry_in_s=10", err);
 }
 
 static void decide_primary(struct repl *r)
@@ -806,7 +971,7 @@ static void decide_primary(struct repl *r)
         repl_set_role(r, ROLE_STANDBY, "postgres is in recovery");
         return;
     }
-    p = peers_primary(r);
+    p = peers_newest_primary(r);
     if (p && peer_int(p, "timeline") > (json_int_t)r->local.tli) {
         char *err = NULL;
         /* Another member was promoted past us: never take another write. */
@@ -827,6 +992,14 @@ static void decide_primary(struct repl *r)
             set_fence(r, false, NULL);
     }
     update_sync(r);
+    /* Roles, database and migrations: at every start as primary, again after a failure. */
+    if (!r->setup_ok && !r->setup_running && now_s() >= r->setup_retry_s) {
+        char *err = NULL;
+        if (setup_primary(r, setup_retried, &err) < 0) {
+            log_error("setup.retry err=%s", err);
+            free(err);
+        }
+    }
 }
 
 static void decide_standby(struct repl *r)
@@ -836,7 +1009,7 @@ static void decide_standby(struct repl *r)
 
     /* A copy that cannot start (a rewind gone wrong): copy the primary afresh. */
     if (r->pm == PM_DOWN && r->pm_failed_starts >= PM_FAILED_STARTS_MAX && (p = peers_primary(r)) &&
-        json_is_true(json_object_get(p->status, "writable"))) {
+        json_is_true(json_object_get(p->status, "writable")) && same_system(r, p)) {
         log_warn("standby.unstartable failed_starts=%d next=pg_basebackup from=%s",
                  r->pm_failed_starts, p->id);
         r->pm_failed_starts = 0;
@@ -881,7 +1054,8 @@ void repl_decide(struct repl *r)
             snprintf(r->task_error, sizeof(r->task_error), "%s", err);
             free(err);
         }
-        return;
+        if (r->task)
+            return;
     }
     switch (r->role) {
     case ROLE_STARTING:

@@ -12,6 +12,7 @@
 
 #include <libpq-fe.h>
 
+#include "clock.h"
 #include "daemon.h"
 #include "errmsg.h"
 #include "log.h"
@@ -50,26 +51,32 @@ void setup_slot_list(const struct repl *r, char *buf, size_t size)
     }
 }
 
-static int run(PGconn *conn, const char *sql, char **err)
+/* Runs <sql>; an error names <what>, never the statement (it may hold a secret). */
+static int run(PGconn *conn, const char *what, const char *sql, char **err)
 {
     PGresult *res = PQexec(conn, sql);
     ExecStatusType st = PQresultStatus(res);
     int rc = 0;
 
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-        rc = err_set(err, "%.60s...: %s", sql, PQresultErrorMessage(res));
+        rc = err_set(err, "%s: %s", what, PQresultErrorMessage(res));
     PQclear(res);
     return rc;
 }
 
-/* CREATE ROLE if missing, then ALTER ROLE ... <attrs> PASSWORD '<pw>'. */
+/*
+ * CREATE ROLE if missing, then ALTER ROLE ... <attrs> PASSWORD with the
+ * SCRAM verifier computed here: the password itself never reaches the
+ * server (nor its log, should the statement fail).
+ */
 static int ensure_role(PGconn *conn, const char *name, const char *attrs, const char *pw,
                        char **err)
 {
     char sql[600];
     char *ident = PQescapeIdentifier(conn, name, strlen(name));
     char *lit = PQescapeLiteral(conn, name, strlen(name));
-    char *pwlit = PQescapeLiteral(conn, pw, strlen(pw));
+    char *verifier = PQencryptPasswordConn(conn, pw, name, "scram-sha-256");
+    char *pwlit = verifier ? PQescapeLiteral(conn, verifier, strlen(verifier)) : NULL;
     int rc = -1;
 
     if (!ident || !lit || !pwlit) {
@@ -80,10 +87,10 @@ static int ensure_role(PGconn *conn, const char *name, const char *attrs, const 
              "DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = %s) THEN "
              "CREATE ROLE %s; END IF; END$$",
              lit, ident);
-    if (run(conn, sql, err) < 0)
+    if (run(conn, "creating a role", sql, err) < 0)
         goto out;
     snprintf(sql, sizeof(sql), "ALTER ROLE %s WITH %s PASSWORD %s", ident, attrs, pwlit);
-    rc = run(conn, sql, err);
+    rc = run(conn, "setting a role's password", sql, err);
     memset(sql, 0, sizeof(sql));
 out:
     PQfreemem(ident);
@@ -91,6 +98,10 @@ out:
     if (pwlit) {
         memset(pwlit, 0, strlen(pwlit));
         PQfreemem(pwlit);
+    }
+    if (verifier) {
+        memset(verifier, 0, strlen(verifier));
+        PQfreemem(verifier);
     }
     return rc;
 }
@@ -115,7 +126,7 @@ static int ensure_database(PGconn *conn, const char *db, const char *owner, char
              owi ? owi : "\"\"");
     PQfreemem(dbi);
     PQfreemem(owi);
-    rc = run(conn, sql, err);
+    rc = run(conn, "creating the database", sql, err);
     return rc;
 }
 
@@ -162,7 +173,7 @@ static void setup_work(void *arg)
         ensure_role(conn, j->dbuser, "LOGIN", j->node_pw, &err) < 0)
         goto out;
     /* pg_rewind's needs as a normal login (its documentation lists these four). */
-    if (run(conn,
+    if (run(conn, "granting pg_rewind's functions",
             "GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text, boolean, boolean),"
             " pg_catalog.pg_stat_file(text, boolean), pg_catalog.pg_read_binary_file(text),"
             " pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO " PG_ROLE_REWIND,
@@ -174,7 +185,7 @@ static void setup_work(void *arg)
         /* pg_monitor: the node reads pg_stat_wal_receiver when its replicator is away. */
         snprintf(sql, sizeof(sql), "GRANT pg_monitor TO %s", ui ? ui : "\"\"");
         PQfreemem(ui);
-        if (run(conn, sql, &err) < 0)
+        if (run(conn, "granting pg_monitor", sql, &err) < 0)
             goto out;
     }
     if (ensure_database(conn, j->dbname, j->dbuser, &err) < 0 ||
@@ -194,7 +205,7 @@ static void setup_work(void *arg)
         char *ui = PQescapeIdentifier(conn, j->dbuser, strlen(j->dbuser));
         snprintf(sql, sizeof(sql), "SET ROLE %s", ui ? ui : "\"\"");
         PQfreemem(ui);
-        if (run(conn, sql, &err) < 0)
+        if (run(conn, "SET ROLE", sql, &err) < 0)
             goto out;
     }
     j->migrated = schema_apply(conn, &j->version, &err);
@@ -209,6 +220,10 @@ static void setup_done(void *arg)
 
     if (!j->error)
         log_notice("setup.done migrations=%d schema_version=%d", j->migrated, j->version);
+    j->r->setup_running = false;
+    j->r->setup_ok = !j->error;
+    if (j->error)
+        j->r->setup_retry_s = (double)clock_mono_ms() / 1000.0 + 10;
     j->done(j->r, j->error);
     free(j->error);
     secret_wipe(j, sizeof(*j));
@@ -226,15 +241,19 @@ int setup_primary(struct repl *r, void (*done)(struct repl *r, const char *err),
     j->done = done;
     snprintf(j->conninfo, sizeof(j->conninfo),
              "host='%s' port=%d user=" PG_SUPERUSER " dbname=postgres connect_timeout=10 "
-             "application_name=mfa-replicator-setup",
+             "application_name=mfa-replicator-setup "
+             "options='-c statement_timeout=60000 -c lock_timeout=30000'",
              r->paths.socket_dir, appconf_local(c)->ports.postgres);
     snprintf(j->dbname, sizeof(j->dbname), "%s", c->node.db.name);
     snprintf(j->dbuser, sizeof(j->dbuser), "%s", c->node.db.user);
     setup_slot_list(r, j->slots, sizeof(j->slots));
+    r->setup_running = true;
     if (db_password(&r->keys, PG_ROLE_REPLICATION, j->repl_pw, sizeof(j->repl_pw), err) < 0 ||
         db_password(&r->keys, PG_ROLE_REWIND, j->rewind_pw, sizeof(j->rewind_pw), err) < 0 ||
         db_password(&r->keys, c->node.db.user, j->node_pw, sizeof(j->node_pw), err) < 0 ||
         worker_submit(r->workers, setup_work, setup_done, j) < 0) {
+        r->setup_retry_s = (double)clock_mono_ms() / 1000.0 + 10;
+        r->setup_running = false;
         if (err && !*err)
             err_set(err, "cannot queue the setup");
         secret_wipe(j, sizeof(*j));
