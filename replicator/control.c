@@ -193,6 +193,8 @@ static void handle_rejoin(struct evhttp_request *req, void *arg)
         return;
     }
     log_notice("api.rejoin primary=%s", primary);
+    /* A primary just promoted: hear of it now rather than at the next poll. */
+    peers_poll(r);
     /* Already there, or on the way: nothing to do. */
     if ((r->role == ROLE_STANDBY && strcmp(r->upstream, primary) == 0) ||
         (r->task && strcmp(r->task, "rejoin") == 0 && strcmp(r->rejoin_to, primary) == 0) ||
