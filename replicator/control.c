@@ -67,7 +67,7 @@ json_t *control_status(struct repl *r)
             char buf[32];
             uint32_t child = i + 1 < r->nhistory ? r->history[i + 1].tli : r->history_tli;
             json_array_append_new(
-                hist, json_pack("{s:i, s:i, s:s}", "timeline", (int)child, "parent",
+                hist, json_pack("{s:I, s:I, s:s}", "timeline", (json_int_t)child, "parent",
                                 (int)r->history[i].tli, "switch_lsn",
                                 lsn_format(r->history[i].switch_lsn, buf, sizeof(buf))));
         }

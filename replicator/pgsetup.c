@@ -226,7 +226,11 @@ int pgsetup_write_conf(const struct appconf *conf, const struct pgpaths *p, cons
         "hostssl replication  %s   all  scram-sha-256\n"
         "hostssl postgres     %s   all  scram-sha-256\n",
         PG_SUPERUSER, PG_ROLE_REPLICATION, PG_ROLE_REWIND);
-    put(&b, "hostssl %s  %s  all  scram-sha-256\n", conf->node.db.name, conf->node.db.user);
+    /* pg_hba.conf quotes names with "; a name holding one cannot be written. */
+    if (strchr(conf->node.db.name, '"') || strchr(conf->node.db.user, '"') ||
+        strpbrk(conf->node.db.name, "\n\r") || strpbrk(conf->node.db.user, "\n\r"))
+        return err_set(err, "node.db.name and node.db.user must not hold '\"' or a line break");
+    put(&b, "hostssl \"%s\"  \"%s\"  all  scram-sha-256\n", conf->node.db.name, conf->node.db.user);
     if (b.overflow)
         return err_set(err, "pg_hba.conf too long");
     if (path_join(path, sizeof(path), p->confdir, "pg_hba.conf", err) < 0 ||

@@ -575,8 +575,8 @@ static void promote_position(struct repl *r, const char *value, const char *err)
     }
     if (r->task_req) {
         http_reply_json(r->task_req, 200,
-                        json_pack("{s:i, s:s, s:i}", "timeline", (int)tli, "lsn", lsn, "elapsed_ms",
-                                  (int)((now_s() - r->promote_started_s) * 1000)));
+                        json_pack("{s:I, s:s, s:i}", "timeline", (json_int_t)tli, "lsn", lsn,
+                                  "elapsed_ms", (int)((now_s() - r->promote_started_s) * 1000)));
         r->task_req = NULL;
     }
     repl_task_end(r, NULL);

@@ -786,7 +786,7 @@ static void test_write_conf_primary(void **state)
     text = read_text(path);
     contains(text, "local   all          postgres   peer map=superuser\n");
     contains(text, "hostssl replication  mfa_replication   all  scram-sha-256\n");
-    contains(text, "hostssl mfa  mfa  all  scram-sha-256\n");
+    contains(text, "hostssl \"mfa\"  \"mfa\"  all  scram-sha-256\n");
     free(text);
     snprintf(path, sizeof(path), "%s/pg_ident.conf", f->p.confdir);
     assert_mode(path, 0600);
