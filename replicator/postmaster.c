@@ -24,6 +24,8 @@
 
 #define PM_RESTART_MIN_S 1
 #define PM_STABLE_S      60 /* a postmaster that ran this long restarts at once */
+#define PM_STOP_QUIT_S   30 /* a fast shutdown this slow becomes an immediate one */
+#define PM_STOP_KILL_S   60
 
 static double now_s(void)
 {
@@ -113,6 +115,7 @@ void pm_stop(struct repl *r, void (*done)(struct repl *r))
     if (r->pm == PM_STOPPING)
         return;
     r->pm = PM_STOPPING;
+    r->pm_stop_started_s = now_s();
     /* SIGINT: fast shutdown, a checkpoint and every WAL record sent to the standbys. */
     if (kill(r->pm_pid, SIGINT) < 0 && errno == ESRCH)
         pm_gone(r, "already gone");
@@ -147,6 +150,17 @@ void pm_tick(struct repl *r)
     }
     if (r->pm == PM_STOPPING && r->pm_adopted && daemon_every(r->d, 1000))
         kill(r->pm_pid, SIGINT);
+    /* A fast shutdown that does not end: immediate shutdown, then kill. */
+    if (r->pm == PM_STOPPING && daemon_every(r->d, 1000)) {
+        double waited = now_s() - r->pm_stop_started_s;
+        if (waited >= PM_STOP_KILL_S) {
+            log_error("pg.stop_stuck waited_s=%d signal=KILL", (int)waited);
+            kill(r->pm_pid, SIGKILL);
+        } else if (waited >= PM_STOP_QUIT_S) {
+            log_warn("pg.stop_slow waited_s=%d signal=QUIT", (int)waited);
+            kill(r->pm_pid, SIGQUIT);
+        }
+    }
     /* Restart after a crash, in the role it had. */
     if (r->pm == PM_DOWN && r->pm_next_start_s > 0 && now_s() >= r->pm_next_start_s && !r->task &&
         (r->role == ROLE_STANDBY)) {

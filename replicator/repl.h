@@ -92,6 +92,7 @@ struct repl {
     int pm_failed_starts; /* starts in a row that exited before answering */
     bool pm_answered;     /* this run answered a probe */
     double pm_started_s, pm_next_start_s;
+    double pm_stop_started_s; /* when the fast shutdown was asked for */
     int pm_backoff_s;
     void (*pm_on_stop)(struct repl *r); /* a task waiting for it to exit */
     bool control_reading;               /* pg_controldata is running */
