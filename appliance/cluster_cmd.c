@@ -416,6 +416,9 @@ static size_t await_streaming(struct run *r, const bool *targets, size_t primary
  * set when <to> certainly did not promote. A reply that does not settle it
  * (timeout, 5xx) is checked against <to>'s /status.
  */
+/* How long an unclear promotion is watched before mfactl gives up on knowing. */
+#define PROMOTE_SETTLE_S 130.0
+
 static int promote(struct run *r, size_t to, int64_t *timeline, bool *not_promoted, char **why)
 {
     struct ctl_reply rep;
@@ -441,14 +444,25 @@ static int promote(struct run *r, size_t to, int64_t *timeline, bool *not_promot
     }
     ctl_reply_clear(&rep);
     want[to] = true;
-    ctl_fetch(r->c, r->m, want, false);
-    if (t->reachable && t->writable) {
-        *timeline = t->has_pos ? t->timeline : -1;
-        mfa_free(*why);
-        return 0;
+    /*
+     * PostgreSQL may finish a promotion the request gave up on: only a
+     * standby whose replicator has no promotion under way any more certainly
+     * did not promote.
+     */
+    for (double until = ctl_elapsed_s(r->c) + PROMOTE_SETTLE_S;;) {
+        ctl_fetch(r->c, r->m, want, false);
+        if (t->reachable && (t->writable || t->role == PLAN_ROLE_PRIMARY)) {
+            *timeline = t->has_pos ? t->timeline : -1;
+            mfa_free(*why);
+            return 0;
+        }
+        if (t->reachable && t->role == PLAN_ROLE_STANDBY && strcmp(t->task, "promote") != 0) {
+            *not_promoted = true;
+            return -1;
+        }
+        if (ctl_elapsed_s(r->c) >= until || !ctl_sleep(r->c, STREAM_POLL_S))
+            return -1;
     }
-    *not_promoted = t->reachable && t->role == PLAN_ROLE_STANDBY;
-    return -1;
 }
 
 static void print_promoted(struct run *r, size_t to, int64_t timeline)
@@ -581,7 +595,8 @@ static int await_replay(struct run *r, size_t to, uint64_t lsn, double timeout_s
     want[to] = true;
     for (;;) {
         ctl_fetch(r->c, r->m, want, false);
-        if (t->reachable && t->has_replay && t->replay_lsn >= lsn)
+        /* Past the shutdown checkpoint's start: the record itself is replayed. */
+        if (t->reachable && t->has_replay && t->replay_lsn > lsn)
             return 0;
         if (ctl_elapsed_s(r->c) >= deadline || !ctl_sleep(r->c, CATCHUP_POLL_S))
             break;
@@ -722,8 +737,10 @@ int cluster_cmd_failover(const char *config, bool json, int argc, char **argv)
         return CLUSTER_EXIT_USAGE;
     }
     o.fence_after = r.conf->cluster.fence_after;
+    o.detect_s =
+        (r.conf->replicator.peer_timeout_ms + r.conf->replicator.poll_interval_ms) / 1000.0;
     o.force = a.force;
-    limit = o.fence_after + PLAN_FENCE_MARGIN_S + a.timeout_s;
+    limit = o.fence_after + o.detect_s + PLAN_FENCE_MARGIN_S + a.timeout_s;
     for (;;) {
         fetched_at = ctl_elapsed_s(r.c);
         if (!ctl_fetch(r.c, r.m, NULL, false)) {

@@ -110,9 +110,27 @@ const char *plan_role_name(enum plan_role r)
 
 /* ---- /status replies ---------------------------------------------------- */
 
+/*
+ * Copies a string from a replicator's answer, with control characters (C0,
+ * DEL and, in UTF-8, C1) replaced by '?': it goes to an operator's terminal,
+ * where an escape sequence could hide a refusal.
+ */
 static void copy_str(char *dst, size_t size, const char *src)
 {
-    snprintf(dst, size, "%s", src);
+    size_t i = 0;
+
+    for (const unsigned char *s = (const unsigned char *)src; *s && i + 1 < size; s++) {
+        if (*s < 0x20 || *s == 0x7f) {
+            dst[i++] = '?';
+        } else if (*s == 0xc2 && s[1] >= 0x80 && s[1] <= 0x9f) {
+            dst[i++] = '?';
+            s++;
+        } else {
+            dst[i++] = (char)*s;
+        }
+    }
+    if (size)
+        dst[i] = '\0';
 }
 
 /* A string field into <buf>; absent or null: "". */
@@ -238,6 +256,7 @@ static int parse_status(const json_t *st, const char *id, struct plan_member *m,
         get_real(st, "lag_seconds", &m->has_lag_s, &m->lag_seconds, err) < 0 ||
         get_str(st, "upstream", m->upstream, sizeof(m->upstream), err) < 0 ||
         get_str(st, "primary", m->primary, sizeof(m->primary), err) < 0 ||
+        get_str(st, "task", m->task, sizeof(m->task), err) < 0 ||
         get_tri(st, "streaming", &m->streaming, err) < 0)
         return -1;
     m->writable = writable == 1;
@@ -639,7 +658,10 @@ int plan_failover(const struct plan_member *m, size_t n, size_t cand,
     if ((r = check_candidate(c, d)) != 0)
         return r < 0 ? -1 : 0;
     for (size_t i = 0; i < n; i++) {
-        if (i != cand && m[i].reachable && m[i].writable)
+        /* A primary that may write: writable, unfenced, or being promoted right now. */
+        if (i != cand && m[i].reachable &&
+            (m[i].writable || (m[i].role == PLAN_ROLE_PRIMARY && !m[i].fenced) ||
+             strcmp(m[i].task, "promote") == 0))
             return decide(d, PLAN_REFUSE,
                           "%s is a writable primary (timeline %" PRId64 ", LSN %s): a failover "
                           "would make a second one. To move the primary to %s without losing a "
@@ -678,7 +700,7 @@ int plan_failover(const struct plan_member *m, size_t n, size_t cand,
                           m[old].id, c->id, m[old].id);
         if (old >= 0 && !m[old].reachable) {
             unseen = unseen_s(m, n, old, o);
-            need = o->fence_after + PLAN_FENCE_MARGIN_S;
+            need = o->fence_after + o->detect_s + PLAN_FENCE_MARGIN_S;
             if (unseen < need) {
                 d->wait_s = need - unseen;
                 return decide(d, PLAN_WAIT,

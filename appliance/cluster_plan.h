@@ -94,9 +94,10 @@ struct plan_member {
     int64_t lag_bytes;
     bool has_lag_s;
     double lag_seconds;
-    char upstream[PLAN_ID_MAX]; /* "" when null */
-    char primary[PLAN_ID_MAX];  /* "" when null */
-    int streaming;              /* 1 true, 0 false, -1 null */
+    char upstream[PLAN_ID_MAX];    /* "" when null */
+    char primary[PLAN_ID_MAX];     /* "" when null */
+    char task[PLAN_ROLE_NAME_MAX]; /* the replicator's task under way ("promote"), "" when none */
+    int streaming;                 /* 1 true, 0 false, -1 null */
     struct plan_peer peers[APPCONF_MAX_MEMBERS];
     size_t npeers;
     bool node_ready; /* GET /ready on its mfa-node answered 200 (filled by ctl) */
@@ -128,6 +129,7 @@ struct plan_decision {
 /* Failover inputs besides the members. */
 struct plan_failover_opts {
     int fence_after;         /* cluster.fence_after, seconds */
+    double detect_s;         /* how late a replicator notices a silent peer: peer timeout + poll */
     bool force;              /* --force */
     double watched_unseen_s; /* seconds mfactl itself has watched the old primary
                               * fail to answer while no member reported having

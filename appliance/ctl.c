@@ -29,7 +29,7 @@ struct ctl {
     struct event_base *base;
     struct httpclient *tls;   /* replicators: mutual TLS, https only */
     struct httpclient *plain; /* nodes' /ready */
-    struct event *sig_int, *sig_term;
+    struct event *sig_int, *sig_term, *sig_hup;
     struct event *timer; /* the one timer: a wait's deadline or a sleep */
     bool timer_fired;
     uint64_t start_us;
@@ -136,8 +136,10 @@ struct ctl *ctl_open(const char *config_path, char **err)
     }
     c->sig_int = evsignal_new(c->base, SIGINT, on_signal, c);
     c->sig_term = evsignal_new(c->base, SIGTERM, on_signal, c);
-    if (!c->sig_int || !c->sig_term || evsignal_add(c->sig_int, NULL) < 0 ||
-        evsignal_add(c->sig_term, NULL) < 0) {
+    /* A dropped ssh session must not cut a switchover between its steps either. */
+    c->sig_hup = evsignal_new(c->base, SIGHUP, on_signal, c);
+    if (!c->sig_int || !c->sig_term || !c->sig_hup || evsignal_add(c->sig_int, NULL) < 0 ||
+        evsignal_add(c->sig_term, NULL) < 0 || evsignal_add(c->sig_hup, NULL) < 0) {
         err_set(err, "cannot catch SIGINT and SIGTERM");
         goto fail;
     }
@@ -156,6 +158,8 @@ void ctl_close(struct ctl *c)
         event_free(c->sig_int);
     if (c->sig_term)
         event_free(c->sig_term);
+    if (c->sig_hup)
+        event_free(c->sig_hup);
     if (c->timer)
         event_free(c->timer);
     if (c->base)

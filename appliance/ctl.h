@@ -26,9 +26,10 @@
 #include "mem.h"
 
 /* Request deadlines, docs/replication.md via the mfactl brief. */
-#define CTL_STATUS_TIMEOUT_MS  3000
-#define CTL_PROMOTE_TIMEOUT_MS 30000
-#define CTL_FENCE_TIMEOUT_MS   60000
+#define CTL_STATUS_TIMEOUT_MS 3000
+/* Beyond the replicator's own limits (pg_promote 65 s + checkpoint 60 s + ...). */
+#define CTL_PROMOTE_TIMEOUT_MS 150000
+#define CTL_FENCE_TIMEOUT_MS   150000
 #define CTL_OTHER_TIMEOUT_MS   10000
 
 struct ctl;

@@ -233,7 +233,8 @@ struct http_server *control_start(struct repl *r, char **err)
         .port = me->ports.replicator,
         .max_body = 65536,
         .max_headers = 16384,
-        .timeout_ms = 10000,
+        /* /promote and /fence answer when their task is done: up to ~2 minutes. */
+        .timeout_ms = 150000,
     };
     struct http_server *srv;
 

@@ -66,9 +66,9 @@ def one_switch(c, key, kind):
     wait_for(lambda: len(w.acked) >= 20, 30, "writes flowing")
     if kind == "failover":
         prim.kill()
-        wait_for(lambda: all((p["age_s"] or 0) > FENCE_AFTER + 0.6
+        wait_for(lambda: all((p["age_s"] or 0) > FENCE_AFTER + 2.5
                              for m in others for p in m.status()["peers"] if p["id"] == prim.id),
-                 FENCE_AFTER + 10, "old primary unseen")
+                 FENCE_AFTER + 15, "old primary unseen")
     t_cmd = time.monotonic()
     rc, out, err = c.mfactl(kind, "--to", target.id, member=target)
     t_done = time.monotonic()

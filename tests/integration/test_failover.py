@@ -247,10 +247,11 @@ def test_failover_refuses_a_standby_behind_then_promotes_the_most_advanced(cl):
     assert rc == 3, f"a failover to the standby behind must be refused:\n{out}\n{err}"
     assert ahead.id in (out + err)
     # The command's own time, apart from the wait for the old primary's fence:
-    # once it has been unseen for fence_after, mfactl does not wait.
-    wait_for(lambda: all((p["age_s"] or 0) > FENCE_AFTER + 0.6
+    # once it has been unseen for fence_after plus the time a replicator takes
+    # to notice a silent peer (peer timeout and poll), mfactl does not wait.
+    wait_for(lambda: all((p["age_s"] or 0) > FENCE_AFTER + 2.5
                          for m in (ahead, behind) for p in m.status()["peers"]
-                         if p["id"] == prim.id), FENCE_AFTER + 10, "old primary unseen")
+                         if p["id"] == prim.id), FENCE_AFTER + 15, "old primary unseen")
     # Writes resume once the most advanced standby is promoted.
     w = Writer(ahead, cl.admin_key)
     w.start()
