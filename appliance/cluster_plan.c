@@ -690,6 +690,14 @@ int plan_failover(const struct plan_member *m, size_t n, size_t cand,
                           m[best].id, c->id,
                           ahead_of(m[best].timeline, m[best].lsn, c, buf, sizeof(buf)), m[best].id,
                           m[best].id, c->id);
+        /* A fenced old primary that answers and holds more: its writes would be discarded. */
+        if (old >= 0 && m[old].reachable && m[old].has_pos && plan_rank_cmp(&m[old], c) > 0)
+            return decide(d, PLAN_REFUSE,
+                          "%s (the old primary, fenced) is %s: promoting %s would discard that "
+                          "data when %s rejoins. Bring the others back so that %s can be primary "
+                          "again, or add --force to discard it",
+                          m[old].id, ahead_of(m[old].timeline, m[old].lsn, c, buf, sizeof(buf)),
+                          c->id, m[old].id, m[old].id);
         if (old >= 0 && !m[old].reachable && n <= 2)
             return decide(d, PLAN_REFUSE,
                           "this cluster has two members and no witness, so %s never fences "

@@ -264,11 +264,15 @@ static void test_failover_go_fenced_primary(void **state)
     assert_null(d.message);
     plan_decision_clear(&d);
 
-    /* Ahead of the candidate: still a go, with a note of what is discarded. */
+    /* Ahead of the candidate: refused, since its writes would be discarded... */
     m[0].lsn = 0x3000300;
     assert_int_equal(plan_failover(m, 3, 1, &plain, &d), 0);
+    assert_int_equal(d.verdict, PLAN_REFUSE);
+    contains(d.message, "n1 (the old primary, fenced) is 256 bytes ahead of n2");
+    plan_decision_clear(&d);
+    /* ...unless forced. */
+    assert_int_equal(plan_failover(m, 3, 1, &forced, &d), 0);
     assert_int_equal(d.verdict, PLAN_GO);
-    contains(d.message, "n1 (the old primary) is 256 bytes ahead of n2");
     plan_decision_clear(&d);
 }
 
