@@ -97,7 +97,7 @@ static void check_decision(const struct plan_decision *d, size_t n)
 
 static void fuzz_failover(const struct plan_member *m, size_t n, size_t cand, bool force)
 {
-    struct plan_failover_opts o = { 10, force, 0 };
+    struct plan_failover_opts o = { .fence_after = 10, .force = force };
     struct plan_decision d = { 0 };
     int old;
 
