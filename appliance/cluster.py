@@ -111,6 +111,7 @@ class Member:
         self.outbox = os.path.join(self.dir, "sms-outbox.jsonl")
         self.procs = {}
         self.witness = False
+        self.balancer = False
 
     # -- processes --
 
@@ -128,15 +129,29 @@ class Member:
         if not self.running("node"):
             self._spawn("node", self.cluster.binary("node/mfa-node"))
 
+    def start_balancer(self):
+        if not self.running("balancer"):
+            self._spawn("balancer", self.cluster.binary("balancer/mfa-balancer"))
+
     def start(self, node=True):
-        """Brings the member up as a host that boots: replicator, then node."""
+        """Brings the member up as a host that boots: replicator, node, balancer."""
         self.start_replicator()
         if node and self.cluster.with_nodes and not self.witness:
             self.start_node()
+        if self.balancer:
+            self.start_balancer()
 
     def running(self, name):
         p = self.procs.get(name)
         return p is not None and p.poll() is None
+
+    def sms(self):
+        """The messages in this member's SMS outbox (the file provider), oldest first."""
+        try:
+            with open(self.outbox) as f:
+                return [json.loads(line) for line in f if line.strip()]
+        except FileNotFoundError:
+            return []
 
     def postmaster_pid(self):
         try:
@@ -150,10 +165,18 @@ class Member:
         pm = self.postmaster_pid()
         return [pm] + children(pm) if pm else []
 
+    def haproxy_pids(self):
+        try:
+            with open(os.path.join(self.dir, "run", "haproxy.pid")) as f:
+                pid = int(f.readline())
+        except (OSError, ValueError):
+            return []
+        return [pid] + children(pid) if alive(pid) else []
+
     def kill(self):
-        """SIGKILL of node, replicator and PostgreSQL: a host that died."""
-        pids = self.postgres_pids()
-        for name in ("node", "replicator"):
+        """SIGKILL of every process of the member: a host that died."""
+        pids = self.postgres_pids() + self.haproxy_pids()
+        for name in ("node", "replicator", "balancer"):
             p = self.procs.get(name)
             if p and p.poll() is None:
                 p.kill()
@@ -187,7 +210,7 @@ class Member:
     def stop(self, timeout=20):
         """SIGTERM to node and replicator, then a fast shutdown of PostgreSQL."""
         self.thaw()
-        for name in ("node", "replicator"):
+        for name in ("node", "replicator", "balancer"):
             p = self.procs.get(name)
             if p and p.poll() is None:
                 p.terminate()
@@ -196,6 +219,8 @@ class Member:
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait(5)
+        for pid in self.haproxy_pids()[:1]:  # the master stops its workers
+            os.kill(pid, signal.SIGTERM)
         pm = self.postmaster_pid()
         if pm:
             os.kill(pm, signal.SIGINT)
@@ -249,6 +274,51 @@ class Member:
             return resp.status, json.loads(data)
         return resp.status, data
 
+    def api(self, method, path, body=None, key=None, timeout=10, cookie=None):
+        """A request through this member's HAProxy (TLS): (status, JSON or bytes)."""
+        headers = {}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        if cookie:
+            headers["Cookie"] = cookie
+        if body is not None:
+            body = json.dumps(body)
+            headers["Content-Type"] = "application/json"
+        conn = http.client.HTTPSConnection("127.0.0.1", self.ports["api"], timeout=timeout,
+                                           context=self.cluster.tls_context())
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        finally:
+            conn.close()
+        if resp.getheader("Content-Type", "").startswith("application/json"):
+            return resp.status, json.loads(data)
+        return resp.status, data
+
+    def balancer_api(self, method="GET", path="/status", body=None, timeout=5):
+        """A request to this member's balancer control API over mutual TLS."""
+        conn = http.client.HTTPSConnection("127.0.0.1", self.ports["balancer_control"],
+                                           timeout=timeout, context=self.cluster.tls_context())
+        try:
+            data = json.dumps(body) if body is not None else None
+            headers = {"Content-Type": "application/json"} if data else {}
+            conn.request(method, path, body=data, headers=headers)
+            resp = conn.getresponse()
+            return resp.status, json.loads(resp.read() or b"null")
+        finally:
+            conn.close()
+
+    def health(self, path="/cluster.json", timeout=5):
+        conn = http.client.HTTPConnection("127.0.0.1", self.ports["health"], timeout=timeout)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            data = resp.read()
+        finally:
+            conn.close()
+        return resp.status, (json.loads(data) if path.endswith(".json") else data)
+
     def dsn(self, dbname="mfa"):
         """libpq keywords for the node's role on this member's PostgreSQL."""
         c = self.cluster
@@ -261,7 +331,8 @@ class Cluster:
     """Members n1..nN on 127.0.0.1 under <base>."""
 
     def __init__(self, base, build_dir, members=3, name="demo", user="mfa", fence_after=2,
-                 with_nodes=True, node_conf="", replicator_conf="", witnesses=()):
+                 with_nodes=True, node_conf="", replicator_conf="", witnesses=(),
+                 balancers=(), sms_conf=""):
         self.base = base
         self.build_dir = build_dir
         self.name = name
@@ -270,6 +341,8 @@ class Cluster:
         self.with_nodes = with_nodes
         self.node_conf = node_conf
         self.replicator_conf = replicator_conf
+        self.sms_conf = sms_conf
+        self.stats_password = secrets.token_urlsafe(12)
         self.ca = os.path.join(base, "pki", "ca.crt")
         self._tls = None
         taken = set()
@@ -281,6 +354,8 @@ class Cluster:
         self.by_id = {m.id: m for m in self.members}
         for w in witnesses:  # voters without PostgreSQL or a node
             self.by_id[w].witness = True
+        for b in balancers:  # the members that run mfa-balancer and HAProxy
+            self.by_id[b].balancer = True
 
     def binary(self, rel):
         path = os.path.join(self.build_dir, rel)
@@ -363,9 +438,14 @@ appliance = {{
 log = {{ level = "info"; }};
 node = {{
   db = {{ sslmode = "verify-ca"; connect_timeout_ms = 2000; query_timeout_ms = 2000; }};
-  sms = {{ file = "{m.outbox}"; }};
+  sms = {{ file = "{m.outbox}"; {self.sms_conf} }};
   auth_log = {{ spool_dir = "{m.dir}/spool"; }};
   {self.node_conf}
+}};
+balancer = {{
+  enabled = {"true" if m.balancer else "false"};
+  stats = {{ password = "{self.stats_password}"; }};
+  check_inter_ms = 500;
 }};
 replicator = {{
   fsync = false;
@@ -397,6 +477,13 @@ replicator = {{
                 m.start_node()
             for m in self.data_members():
                 wait_for(lambda m=m: m.node("GET", "/ready")[0] == 200, 30, f"{m.id} node ready")
+        for m in self.members:
+            if m.balancer:
+                m.start_balancer()
+        for m in self.members:
+            if m.balancer:
+                wait_for(lambda m=m: m.balancer_api()[1]["haproxy"]["running"], 30,
+                         f"{m.id} balancer and HAProxy")
         return self
 
     def data_members(self):

@@ -25,6 +25,7 @@
 
 #include "cluster_plan.h"
 #include "ctl.h"
+#include "server_cmd.h"
 
 #define DEFAULT_TIMEOUT_S 30.0
 #define REJOIN_TIMEOUT_S  120.0
@@ -53,16 +54,28 @@ struct run {
     const struct appconf *conf;
     const char *config;
     size_t n;
-    struct plan_member *m; /* [n], cluster.members order */
+    struct plan_member *m;         /* [n], cluster.members order */
+    char (*bal)[SERVER_STATE_MAX]; /* [n]: the balancers' state of each, "" unknown */
     bool json;
     FILE *out; /* progress */
 };
 
-enum { COL_MEMBER = 0, COL_ROLE, COL_TL, COL_LSN, COL_LAG, COL_UPSTREAM, COL_STATE, NCOLS };
+enum {
+    COL_MEMBER = 0,
+    COL_ROLE,
+    COL_TL,
+    COL_LSN,
+    COL_LAG,
+    COL_UPSTREAM,
+    COL_BALANCER,
+    COL_STATE,
+    NCOLS
+};
 
 static const char *const col_names[NCOLS] = {
-    [COL_MEMBER] = "MEMBER",     [COL_ROLE] = "ROLE", [COL_TL] = "TL",       [COL_LSN] = "LSN",
-    [COL_UPSTREAM] = "UPSTREAM", [COL_LAG] = "LAG",   [COL_STATE] = "STATE",
+    [COL_MEMBER] = "MEMBER",     [COL_ROLE] = "ROLE",         [COL_TL] = "TL",
+    [COL_LSN] = "LSN",           [COL_UPSTREAM] = "UPSTREAM", [COL_LAG] = "LAG",
+    [COL_BALANCER] = "BALANCER", [COL_STATE] = "STATE",
 };
 
 /* ---- output ---------------------------------------------------------------- */
@@ -135,7 +148,7 @@ static void state_text(const struct plan_member *m, char *buf, size_t size)
         snprintf(buf, size, "-");
 }
 
-static void row_cells(const struct plan_member *m, char cells[NCOLS][CELL_MAX])
+static void row_cells(const struct plan_member *m, const char *bal, char cells[NCOLS][CELL_MAX])
 {
     char bytes[32], lsn[PLAN_LSN_MAX];
 
@@ -158,6 +171,7 @@ static void row_cells(const struct plan_member *m, char cells[NCOLS][CELL_MAX])
         snprintf(cells[COL_LAG], CELL_MAX, "-");
     }
     snprintf(cells[COL_UPSTREAM], CELL_MAX, "%s", m->upstream[0] ? m->upstream : "-");
+    snprintf(cells[COL_BALANCER], CELL_MAX, "%s", bal[0] ? bal : "-");
     state_text(m, cells[COL_STATE], CELL_MAX);
 }
 
@@ -173,7 +187,7 @@ static void print_table(struct run *r)
     for (size_t k = 0; k < NCOLS; k++)
         width[k] = strlen(col_names[k]);
     for (size_t i = 0; i < r->n; i++) {
-        row_cells(&r->m[i], cells[i]);
+        row_cells(&r->m[i], r->bal[i], cells[i]);
         for (size_t k = 0; k < NCOLS; k++) {
             if (strlen(cells[i][k]) > width[k])
                 width[k] = strlen(cells[i][k]);
@@ -191,7 +205,7 @@ static void print_table(struct run *r)
     free(cells);
 }
 
-static json_t *member_json(const struct plan_member *m)
+static json_t *member_json(const struct plan_member *m, const char *bal)
 {
     char lsn[PLAN_LSN_MAX];
     bool up = m->reachable;
@@ -208,8 +222,8 @@ static json_t *member_json(const struct plan_member *m)
                      up ? json_boolean(m->writable) : NULL, "fenced",
                      up ? json_boolean(m->fenced) : NULL, "fence_reason",
                      m->fence_reason[0] ? json_string(m->fence_reason) : NULL, "reachable", up,
-                     "node_ready", m->node_ready, "balancer_state", NULL, "error",
-                     up ? NULL : json_string(m->why));
+                     "node_ready", m->node_ready, "balancer_state",
+                     bal[0] ? json_string(bal) : NULL, "error", up ? NULL : json_string(m->why));
 }
 
 static void print_json(struct run *r)
@@ -217,7 +231,7 @@ static void print_json(struct run *r)
     json_t *members = json_array(), *doc;
 
     for (size_t i = 0; i < r->n; i++)
-        json_array_append_new(members, member_json(&r->m[i]));
+        json_array_append_new(members, member_json(&r->m[i], r->bal[i]));
     doc = json_pack("{s:s, s:o}", "cluster", r->conf->cluster.name, "members", members);
     if (!doc || json_dumpf(doc, stdout, JSON_INDENT(2)) < 0)
         say_error(1, "cannot print the status as JSON (out of memory)");
@@ -227,8 +241,13 @@ static void print_json(struct run *r)
     json_decref(doc);
 }
 
+/*
+ * Prints the members' last statuses, with the balancers' state of each
+ * (asked now: server_cmd_states()).
+ */
 static void print_status(struct run *r)
 {
+    server_cmd_states(r->c, r->bal);
     if (r->json)
         print_json(r);
     else
@@ -320,7 +339,8 @@ static int run_open(struct run *r, const char *config, bool json)
     r->conf = ctl_conf(r->c);
     r->n = r->conf->cluster.nmembers;
     r->m = calloc(r->n ? r->n : 1, sizeof(*r->m));
-    if (!r->m) {
+    r->bal = calloc(r->n ? r->n : 1, sizeof(*r->bal));
+    if (!r->m || !r->bal) {
         say_error(2, "out of memory");
         return -1;
     }
@@ -331,6 +351,7 @@ static void run_close(struct run *r)
 {
     ctl_close(r->c);
     mfa_free(r->m);
+    mfa_free(r->bal);
 }
 
 /* The index of member <id>, or -1 after a usage error naming the members. */

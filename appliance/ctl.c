@@ -27,8 +27,8 @@
 struct ctl {
     struct appconf conf;
     struct event_base *base;
-    struct httpclient *tls;   /* replicators: mutual TLS, https only */
-    struct httpclient *plain; /* nodes' /ready */
+    struct httpclient *tls;   /* replicators and balancers: mutual TLS, https only */
+    struct httpclient *plain; /* nodes' /ready and /status */
     struct event *sig_int, *sig_term, *sig_hup;
     struct event *timer; /* the one timer: a wait's deadline or a sleep */
     bool timer_fired;
@@ -269,6 +269,7 @@ static void http_error(const struct httpclient_response *resp, const json_t *jso
     if (code || detail) {
         snprintf(buf, size, "HTTP %ld%s%s%s%s", resp->status, code ? " " : "", code ? code : "",
                  detail ? ": " : "", detail ? detail : "");
+        ctl_sanitize(buf);
         return;
     }
     for (i = 0; i < resp->body_len && i < DETAIL_MAX && resp->body[i] != '\0'; i++)
@@ -372,29 +373,63 @@ static void on_post(void *arg, const struct httpclient_response *resp, json_t *j
                       resp->status, json_error ? ": " : "", json_error ? json_error : "");
     if (rc < 0)
         r->error = NULL;
+    else if (r->error)
+        ctl_sanitize(r->error);
     if (json_is_object(json))
         r->json = json_incref(json);
     s->w->pending--;
 }
 
+void ctl_call_all(struct ctl *c, struct ctl_call *calls, size_t n)
+{
+    struct post_slot *slots = calloc(n ? n : 1, sizeof(*slots));
+    struct wait w = { 0 };
+    int longest = 0;
+    char url[160], *err = NULL;
+
+    for (size_t i = 0; i < n; i++) {
+        struct ctl_call *k = &calls[i];
+        const struct member_conf *m = &c->conf.cluster.members[k->idx];
+        struct httpclient *client = k->api == CTL_API_NODE ? c->plain : c->tls;
+        int port = k->api == CTL_API_NODE       ? m->ports.node
+                   : k->api == CTL_API_BALANCER ? m->ports.balancer_control
+                                                : m->ports.replicator;
+
+        memset(&k->reply, 0, sizeof(k->reply));
+        if (!slots) {
+            k->reply.error = strdup("out of memory");
+            continue;
+        }
+        slots[i] = (struct post_slot){ &w, &k->reply };
+        member_url(m, k->api == CTL_API_NODE ? "http" : "https", port, k->path, url, sizeof(url));
+        if (!client || httpclient_json(client, k->method, url, k->body, k->timeout_ms, on_post,
+                                       &slots[i], &err) < 0) {
+            k->reply.error = err ? err : strdup("no HTTP client");
+            err = NULL;
+            continue;
+        }
+        w.pending++;
+        if (k->timeout_ms > longest)
+            longest = k->timeout_ms;
+    }
+    if (w.pending)
+        run(c, &w, longest + SAFETY_MARGIN_MS);
+    for (size_t i = 0; slots && i < n; i++) {
+        struct ctl_reply *r = &calls[i].reply;
+
+        if (!r->error && (r->status < 200 || r->status > 299 || !r->json))
+            r->error = strdup("out of memory");
+    }
+    free(slots);
+}
+
 int ctl_post(struct ctl *c, size_t idx, const char *path, json_t *body, int timeout_ms,
              struct ctl_reply *r)
 {
-    const struct member_conf *m = &c->conf.cluster.members[idx];
-    struct wait w = { 0 };
-    struct post_slot s = { &w, r };
-    char url[160], *err = NULL;
+    struct ctl_call k = { idx, CTL_API_REPLICATOR, "POST", path, body, timeout_ms, { 0 } };
 
-    memset(r, 0, sizeof(*r));
-    member_url(m, "https", m->ports.replicator, path, url, sizeof(url));
-    if (!c->tls || httpclient_json(c->tls, "POST", url, body, timeout_ms, on_post, &s, &err) < 0) {
-        r->error = err ? err : strdup("no HTTP client");
-        return -1;
-    }
-    w.pending = 1;
-    run(c, &w, timeout_ms + SAFETY_MARGIN_MS);
-    if (!r->error && (r->status < 200 || r->status > 299 || !r->json))
-        r->error = strdup("out of memory");
+    ctl_call_all(c, &k, 1);
+    *r = k.reply;
     return r->error ? -1 : 0;
 }
 
@@ -403,4 +438,22 @@ void ctl_reply_clear(struct ctl_reply *r)
     json_decref(r->json);
     free(r->error);
     memset(r, 0, sizeof(*r));
+}
+
+char *ctl_sanitize(char *s)
+{
+    unsigned char *in = (unsigned char *)s, *out = in;
+
+    for (; *in; in++) {
+        if (*in < 0x20 || *in == 0x7f) {
+            *out++ = '?';
+        } else if (*in == 0xc2 && in[1] >= 0x80 && in[1] <= 0x9f) {
+            *out++ = '?'; /* a C1 control, two bytes in UTF-8 */
+            in++;
+        } else {
+            *out++ = *in;
+        }
+    }
+    *out = '\0';
+    return s;
 }

@@ -1,8 +1,9 @@
 /*
- * mfactl's client of the replicators' control API (docs/replication.md):
- * the configuration, one event_base, and two httpclients on it, one with the
- * cluster's mutual TLS for the replicators and one plain for the nodes'
- * GET /ready. mfactl speaks only this API: no private back door.
+ * mfactl's client of the replicators' control API (docs/replication.md)
+ * and the balancers' (docs/balancer.md): the configuration, one event_base,
+ * and two httpclients on it, one with the cluster's mutual TLS for those
+ * APIs and one plain for the nodes' GET /ready and /status. mfactl speaks
+ * only these APIs: no private back door.
  *
  * mfactl is a command line program, so every call here runs the loop itself
  * until its requests have answered (each has its own deadline, and the loop
@@ -88,6 +89,42 @@ int ctl_post(struct ctl *c, size_t idx, const char *path, json_t *body, int time
              struct ctl_reply *r);
 
 void ctl_reply_clear(struct ctl_reply *r);
+
+/* Which daemon of a member a ctl_call goes to. */
+enum ctl_api {
+    CTL_API_REPLICATOR = 0, /* https://address:ports.replicator, mutual TLS */
+    CTL_API_BALANCER,       /* https://address:ports.balancer_control, mutual TLS */
+    CTL_API_NODE,           /* http://address:ports.node, plain (GET /status) */
+};
+
+/*
+ * One request of ctl_call_all(). The caller fills the first six fields
+ * (<path> and <body> borrowed until the call returns); <reply> is the
+ * outcome, as ctl_post()'s, which the caller clears.
+ */
+struct ctl_call {
+    size_t idx; /* the member, in cluster.members */
+    enum ctl_api api;
+    const char *method; /* "GET", "POST" */
+    const char *path;   /* "/status" */
+    json_t *body;       /* NULL: no body */
+    int timeout_ms;
+    struct ctl_reply reply;
+};
+
+/*
+ * Starts the <n> calls at once and waits until every one has answered or
+ * passed its deadline. Each reply is zeroed first; a call that could not be
+ * started has its reply.error set.
+ */
+void ctl_call_all(struct ctl *c, struct ctl_call *calls, size_t n);
+
+/*
+ * Replaces, in place, the control characters in <s> (C0, DEL and, in UTF-8,
+ * C1) with '?', so that text from a reply cannot drive the operator's
+ * terminal. Returns <s>.
+ */
+char *ctl_sanitize(char *s);
 
 /*
  * Runs the loop for <seconds>. Returns true, or false when interrupted

@@ -3,8 +3,9 @@
  *
  * Global options come before the command; the command parses its own. The
  * cluster commands (cluster_cmd.h) speak the replicators' control API with
- * the cluster's TLS, as docs/replication.md describes; `pki` (pki.h) makes
- * the certificates that API needs and reads no configuration file.
+ * the cluster's TLS, as docs/replication.md describes; drain, ready and
+ * maint (server_cmd.h) the balancers' (docs/balancer.md); `pki` (pki.h)
+ * makes the certificates those APIs need and reads no configuration file.
  *
  * Exit codes, stable for scripts: 0 done, 1 failed, 2 bad usage or
  * configuration, 3 refused (nothing was changed), 4 no member answered.
@@ -18,6 +19,7 @@
 #include "appconf.h"
 #include "cluster_cmd.h"
 #include "pki.h"
+#include "server_cmd.h"
 
 static const char usage_text[] =
     "usage: mfactl [-c FILE] [--json] COMMAND [ARGS]\n"
@@ -30,7 +32,7 @@ static const char usage_text[] =
     "\n"
     "commands:\n"
     "  status [--json]\n"
-    "      every member's role, timeline, LSN, lag, upstream and state\n"
+    "      every member's role, timeline, LSN, lag, upstream, state and balancer state\n"
     "  switchover --to N [--timeout S]\n"
     "      with the primary alive: fence it, wait until N has replayed its shutdown\n"
     "      checkpoint (S seconds, default 30; else the primary is resumed), promote N,\n"
@@ -43,11 +45,20 @@ static const char usage_text[] =
     "  rejoin M [--to N] [--timeout S]\n"
     "      make member M a standby of N (default: the writable primary) and wait until it\n"
     "      streams (S default 120)\n"
+    "  drain N [--wait] [--timeout S]\n"
+    "      on every balancer: no new work for N; its own challenges and sessions still\n"
+    "      reach it. --wait: then until N's /status shows none live (exit 0), at most S\n"
+    "      seconds (default 300; exit 1 with the counts left)\n"
+    "  ready N\n"
+    "      on every balancer: N takes new work again\n"
+    "  maint N\n"
+    "      on every balancer: nothing reaches N, not even its own challenges and sessions\n"
+    "      (they start again elsewhere)\n"
     "  pki init|issue ...\n"
     "      the cluster CA and member certificates (`mfactl pki --help`)\n"
     "\n"
     "exit codes: 0 done, 1 failed, 2 bad usage or configuration, 3 refused (nothing was\n"
-    "changed), 4 no member answered\n";
+    "changed), 4 no member (for drain, ready, maint: no balancer) answered\n";
 
 struct command {
     const char *name;
@@ -55,10 +66,10 @@ struct command {
 };
 
 static const struct command commands[] = {
-    { "status", cluster_cmd_status },
-    { "switchover", cluster_cmd_switchover },
-    { "failover", cluster_cmd_failover },
-    { "rejoin", cluster_cmd_rejoin },
+    { "status", cluster_cmd_status },     { "switchover", cluster_cmd_switchover },
+    { "failover", cluster_cmd_failover }, { "rejoin", cluster_cmd_rejoin },
+    { "drain", server_cmd_drain },        { "ready", server_cmd_ready },
+    { "maint", server_cmd_maint },
 };
 
 int main(int argc, char **argv)

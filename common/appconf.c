@@ -181,6 +181,26 @@ static const struct cfg_key appconf_keys[] = {
         CFG_RELOADABLE),
     STR("replicator.max_slot_wal_keep_size", replicator.max_slot_wal_keep_size, "1GB", 0),
     INT("replicator.restart_backoff_max", replicator.restart_backoff_max, "30", 1, 3600, 0),
+
+    /* mfa-balancer */
+    { "balancer.enabled", CFG_BOOL, offsetof(struct appconf, balancer.enabled), "true", 0, 0, NULL,
+      NULL, 0 },
+    STR("balancer.haproxy_bin", balancer.haproxy_bin, "/usr/sbin/haproxy", 0),
+    STR("balancer.tls.cert", balancer.tls_cert, "", CFG_RELOADABLE),
+    STR("balancer.tls.key", balancer.tls_key, "", CFG_RELOADABLE),
+    STR("balancer.stats.user", balancer.stats_user, "admin", CFG_RELOADABLE),
+    STR("balancer.stats.password", balancer.stats_password, "", CFG_SECRET | CFG_RELOADABLE),
+    INT("balancer.check_inter_ms", balancer.check_inter_ms, "1000", 100, 60000, CFG_RELOADABLE),
+    INT("balancer.check_fall", balancer.check_fall, "2", 1, 10, CFG_RELOADABLE),
+    INT("balancer.check_rise", balancer.check_rise, "2", 1, 10, CFG_RELOADABLE),
+    INT("balancer.connect_timeout_ms", balancer.connect_timeout_ms, "500", 50, 60000,
+        CFG_RELOADABLE),
+    INT("balancer.client_timeout_ms", balancer.client_timeout_ms, "30000", 1000, 600000,
+        CFG_RELOADABLE),
+    INT("balancer.server_timeout_ms", balancer.server_timeout_ms, "30000", 1000, 600000,
+        CFG_RELOADABLE),
+    INT("balancer.maxconn", balancer.maxconn, "4096", 16, 1000000, CFG_RELOADABLE),
+    INT("balancer.poll_interval_ms", balancer.poll_interval_ms, "1000", 100, 60000, CFG_RELOADABLE),
 };
 
 const struct cfg_schema appconf_schema = { appconf_keys, MFA_ARRAY_LEN(appconf_keys),

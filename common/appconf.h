@@ -134,6 +134,19 @@ struct appconf {
         char *max_slot_wal_keep_size;
         int restart_backoff_max; /* seconds between restarts of a crashing PostgreSQL */
     } replicator;
+    /* mfa-balancer */
+    struct {
+        bool enabled; /* this host takes client traffic (runs HAProxy) */
+        char *haproxy_bin;
+        char *tls_cert; /* front end; "": appliance.tls.cert */
+        char *tls_key;  /* "": appliance.tls.key */
+        char *stats_user;
+        char *stats_password; /* "": the stats page is not served */
+        int check_inter_ms, check_fall, check_rise;
+        int connect_timeout_ms, client_timeout_ms, server_timeout_ms;
+        int maxconn;
+        int poll_interval_ms; /* how often the health page asks every member */
+    } balancer;
 };
 
 extern const struct cfg_schema appconf_schema;

@@ -25,6 +25,11 @@ bool node_authorize(struct node *n, struct evhttp_request *req, enum apikey_scop
 
     if (rc == 0)
         return true;
+    /* Just started, keys not read yet: not the caller's fault, and HAProxy's check says so. */
+    if (!apikeys_loaded(n->apikeys)) {
+        http_reply_error(req, 503, "not_ready", "this node is starting; try again in a moment");
+        return false;
+    }
     if (rc == 403)
         http_reply_error(req, 403, "forbidden", "this API key's scope does not allow that");
     else

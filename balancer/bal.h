@@ -1,0 +1,95 @@
+/*
+ * mfa-balancer's state, shared by its subsystems: the HAProxy it runs and
+ * steers (haproxy.c), the runtime API client (runtime.c), the polls of the
+ * members that feed the health page (members.c) and the daemon with its two
+ * HTTP servers (main.c).
+ */
+#ifndef MFA_BAL_H
+#define MFA_BAL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "appconf.h"
+
+struct daemon;
+struct proc_set;
+struct proc;
+struct httpclient;
+struct http_server;
+struct event_base;
+
+enum server_state {
+    SERVER_READY = 0,
+    SERVER_DRAIN,
+    SERVER_MAINT,
+    SERVER_STATE_COUNT_,
+};
+
+struct bal_server {
+    char id[17];
+    enum server_state state; /* what the balancer keeps (and re-applies) */
+    char status[16];         /* HAProxy's view: UP, DOWN, MAINT, DRAIN, ... */
+    long current_sessions;
+};
+
+struct bal_member {
+    char id[17];
+    json_t *replicator; /* its replicator's last /status, or {"reachable": false, ...} */
+    json_t *node;       /* its node's last /status, likewise */
+    bool repl_in_flight, node_in_flight;
+};
+
+struct bal {
+    struct daemon *d;
+    struct event_base *base;
+    struct proc_set *procs;
+    struct httpclient *mtls, *plain;
+    struct http_server *control, *health;
+    char cfg_path[300], pem_path[300], admin_sock[300], pidfile[300], state_path[300];
+    char *cfg_text; /* what haproxy runs with */
+
+    /* HAProxy */
+    pid_t master;
+    struct proc *master_proc; /* NULL when adopted */
+    int reloads, restarts;
+    double next_start_s;
+    bool states_dirty; /* re-apply server states (after a start or reload) */
+    bool runtime_busy;
+    bool rerender; /* the configuration was reloaded: render haproxy.cfg again */
+
+    struct bal_server servers[APPCONF_MAX_MEMBERS];
+    size_t nservers;
+    struct bal_member members[APPCONF_MAX_MEMBERS];
+    size_t nmembers;
+};
+
+const char *server_state_name(enum server_state s);
+/* Parses "ready", "drain", "maint". Returns 0, or -1. */
+int server_state_parse(const char *name, enum server_state *out);
+struct bal_server *bal_server(struct bal *b, const char *id);
+void bal_save_states(struct bal *b);
+void bal_load_states(struct bal *b);
+
+/* haproxy.c */
+int haproxy_write_files(struct bal *b, char **err);
+int haproxy_start(struct bal *b, char **err);
+void haproxy_adopt(struct bal *b);
+void haproxy_reload(struct bal *b);
+void haproxy_tick(struct bal *b);
+bool haproxy_running(const struct bal *b);
+
+/* runtime.c: one command on the runtime API socket; <done> gets the reply or NULL. */
+int runtime_command(struct bal *b, const char *cmd,
+                    void (*done)(struct bal *b, const char *reply, void *arg), void *arg,
+                    char **err);
+void runtime_tick(struct bal *b);
+
+/* members.c */
+void members_init(struct bal *b);
+void members_poll(struct bal *b);
+void members_free(struct bal *b);
+json_t *members_snapshot(struct bal *b);
+
+#endif

@@ -1,0 +1,227 @@
+/*
+ * HAProxy as mfa-balancer's child: its configuration and certificate files,
+ * the master process (master-worker mode, in its own session so that a
+ * balancer restart leaves it serving, and the next balancer adopts it from
+ * its pid file), reloads by SIGUSR2 to the master (HAProxy hands the
+ * listening sockets to the new worker: no connection is refused), and a
+ * restart with a growing delay when it dies.
+ *
+ * After every start or reload the server states the balancer keeps are
+ * applied again through the runtime API (runtime.c), so a reload never puts
+ * a drained node back into rotation.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bal.h"
+#include "clock.h"
+#include "daemon.h"
+#include "errmsg.h"
+#include "hacfg.h"
+#include "log.h"
+#include "proc.h"
+
+#define RESTART_MAX_S 30
+
+static double now_s(void)
+{
+    return (double)clock_mono_ms() / 1000.0;
+}
+
+/* Reads at most <max> bytes of <path> into *out (malloc'd, NUL-terminated). */
+static int read_all(const char *path, size_t max, char **out, size_t *len, char **err)
+{
+    char *buf = malloc(max + 1);
+    ssize_t n;
+    size_t got = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (!buf || fd < 0) {
+        free(buf);
+        if (fd >= 0)
+            close(fd);
+        return err_set(err, "cannot read %s: %s", path, strerror(errno));
+    }
+    while (got < max && (n = read(fd, buf + got, max - got)) > 0)
+        got += (size_t)n;
+    close(fd);
+    buf[got] = '\0';
+    *out = buf;
+    *len = got;
+    return 0;
+}
+
+static int write_file(const char *path, const char *a, size_t alen, const char *b, size_t blen,
+                      char **err)
+{
+    char tmp[320];
+    int fd;
+
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    unlink(tmp);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return err_set(err, "cannot create %s: %s", tmp, strerror(errno));
+    if (write(fd, a, alen) != (ssize_t)alen || (blen && write(fd, b, blen) != (ssize_t)blen)) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        return err_set(err, "cannot write %s: %s", tmp, strerror(e));
+    }
+    close(fd);
+    if (rename(tmp, path) < 0) {
+        int e = errno;
+        unlink(tmp);
+        return err_set(err, "cannot rename %s: %s", tmp, strerror(e));
+    }
+    return 0;
+}
+
+int haproxy_write_files(struct bal *b, char **err)
+{
+    const struct appconf *c = daemon_conf(b->d);
+    const char *cert = *c->balancer.tls_cert ? c->balancer.tls_cert : c->appliance.tls_cert;
+    const char *key = *c->balancer.tls_key ? c->balancer.tls_key : c->appliance.tls_key;
+    struct hacfg_paths hp = { b->pem_path, b->admin_sock };
+    char *crt = NULL, *k = NULL, *text = NULL;
+    size_t clen, klen;
+    int rc = -1;
+
+    /* HAProxy takes the chain and the key in one file. */
+    if (read_all(cert, 1 << 20, &crt, &clen, err) < 0 || read_all(key, 1 << 20, &k, &klen, err) < 0)
+        goto out;
+    if (write_file(b->pem_path, crt, clen, k, klen, err) < 0)
+        goto out;
+    if (hacfg_render(c, &hp, &text, err) < 0)
+        goto out;
+    if (write_file(b->cfg_path, text, strlen(text), NULL, 0, err) < 0)
+        goto out;
+    free(b->cfg_text);
+    b->cfg_text = text;
+    text = NULL;
+    rc = 0;
+out:
+    if (k) {
+        memset(k, 0, klen);
+        free(k);
+    }
+    free(crt);
+    free(text);
+    return rc;
+}
+
+static void master_exited(void *arg, int status, const char *tail, bool timed_out)
+{
+    struct bal *b = arg;
+    char how[64];
+    const char *last = strrchr(tail, '\n');
+
+    (void)timed_out;
+    /* The last complete line of its output says why. */
+    while (last && last > tail && last[1] == '\0') {
+        const char *p = last - 1;
+        while (p > tail && *p != '\n')
+            p--;
+        if (p == tail)
+            break;
+        last = p;
+    }
+    log_warn("haproxy.exited how=%s output=%s", proc_status_text(status, how, sizeof(how)),
+             last ? last + 1 : tail);
+    b->master = 0;
+    b->master_proc = NULL;
+    b->restarts++;
+    b->next_start_s = now_s() + (b->restarts < 5 ? b->restarts : RESTART_MAX_S);
+}
+
+int haproxy_start(struct bal *b, char **err)
+{
+    const struct appconf *c = daemon_conf(b->d);
+    char bin[300];
+    const char *argv[] = { bin, "-W", "-db", "-f", b->cfg_path, "-p", b->pidfile, NULL };
+    struct proc_spec spec = { 0 };
+
+    snprintf(bin, sizeof(bin), "%s", c->balancer.haproxy_bin);
+    spec.argv = argv;
+    spec.new_session = true; /* outlives a balancer restart */
+    b->master_proc = proc_spawn(b->procs, &spec, master_exited, b, err);
+    if (!b->master_proc)
+        return -1;
+    b->master = proc_pid(b->master_proc);
+    b->states_dirty = true;
+    log_notice("haproxy.started pid=%d", (int)b->master);
+    return 0;
+}
+
+void haproxy_adopt(struct bal *b)
+{
+    char text[32], exe[300], link[64];
+    ssize_t n;
+    long pid;
+    int fd = open(b->pidfile, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return;
+    n = read(fd, text, sizeof(text) - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    text[n] = '\0';
+    pid = strtol(text, NULL, 10);
+    if (pid <= 1 || kill((pid_t)pid, 0) < 0)
+        return;
+    snprintf(link, sizeof(link), "/proc/%ld/exe", pid);
+    n = readlink(link, exe, sizeof(exe) - 1);
+    if (n < 0)
+        return;
+    exe[n] = '\0';
+    if (!strstr(exe, "haproxy"))
+        return;
+    b->master = (pid_t)pid;
+    b->states_dirty = true;
+    log_notice("haproxy.adopted pid=%ld", pid);
+}
+
+void haproxy_reload(struct bal *b)
+{
+    if (!b->master)
+        return;
+    if (kill(b->master, SIGUSR2) < 0) {
+        log_error("haproxy.reload err=%s", strerror(errno));
+        return;
+    }
+    b->reloads++;
+    b->states_dirty = true;
+    log_notice("haproxy.reloaded reloads=%d", b->reloads);
+}
+
+bool haproxy_running(const struct bal *b)
+{
+    return b->master > 0;
+}
+
+void haproxy_tick(struct bal *b)
+{
+    char *err = NULL;
+
+    /* An adopted master is not our child: notice its end by polling. */
+    if (b->master && !b->master_proc && kill(b->master, 0) < 0 && errno == ESRCH) {
+        log_warn("haproxy.exited how=%s", "the adopted master is gone");
+        b->master = 0;
+        b->restarts++;
+        b->next_start_s = now_s() + 1;
+    }
+    if (!b->master && now_s() >= b->next_start_s && !daemon_draining(b->d)) {
+        if (haproxy_start(b, &err) < 0) {
+            log_error("haproxy.start err=%s", err);
+            free(err);
+            b->next_start_s = now_s() + 5;
+        }
+    }
+}
