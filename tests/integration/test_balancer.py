@@ -19,7 +19,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "appliance"))
-from cluster import Cluster, wait_for  # noqa: E402
+from cluster import Cluster, free_ports, wait_for  # noqa: E402
 from test_failover import sql  # noqa: E402
 
 USERS = 10
@@ -164,7 +164,20 @@ def test_drain_keeps_own_challenges_and_takes_no_new_ones(cl):
     assert rc == 0, f"{out}\n{err}"
 
 
-def test_reload_loses_no_request(cl):
+def restart_balancer_with(cl, text):
+    """Writes the balancer host's configuration and restarts mfa-balancer: the
+    new balancer adopts the running HAProxy and reloads it."""
+    with open(cl.lb.conf, "w") as f:
+        f.write(text)
+    bp = cl.lb.procs["balancer"]
+    bp.terminate()
+    bp.wait(15)
+    cl.lb.start_balancer()
+    wait_for(lambda: cl.lb.balancer_api()[1]["haproxy"]["reloads"] >= 1, 20,
+             "the new balancer reloaded HAProxy")
+
+
+def test_reload_on_membership_change_loses_no_request(cl):
     failures, done = [], []
     stop = threading.Event()
 
@@ -180,20 +193,31 @@ def test_reload_loses_no_request(cl):
     for t in threads:
         t.start()
     wait_for(lambda: len(done) > 50, 20, "load running")
-    before = cl.lb.balancer_api()[1]["haproxy"]["reloads"]
-    # A change that renders a different haproxy.cfg, then SIGHUP.
+    pid = cl.lb.balancer_api()[1]["haproxy"]["pid"]
     with open(cl.lb.conf) as f:
-        text = f.read()
-    with open(cl.lb.conf, "w") as f:
-        f.write(text.replace("check_inter_ms = 500;", "check_inter_ms = 600;"))
-    cl.lb.procs["balancer"].send_signal(signal.SIGHUP)
-    wait_for(lambda: cl.lb.balancer_api()[1]["haproxy"]["reloads"] > before, 10, "reloaded")
+        original = f.read()
+    # A fourth member joins (its host not up yet): HAProxy gets a new server.
+    ports = " ".join(f"{k} = {p};" for k, p in zip(
+        ["api", "stats", "health", "balancer_control", "radius", "node", "node_radius",
+         "replicator", "postgres"], free_ports(9, {p for m in cl.members
+                                                   for p in m.ports.values()})))
+    n4 = '{ id = "n4"; address = "127.0.0.1"; ports = { ' + ports + ' }; }'
+    joined = original.replace("\n  );\n};", ",\n    " + n4 + "\n  );\n};", 1)
+    assert joined != original
+    restart_balancer_with(cl, joined)
+    servers = [s["id"] for s in cl.lb.balancer_api()[1]["servers"]]
+    assert servers == ["n1", "n2", "n3", "n4"], servers
+    assert cl.lb.balancer_api()[1]["haproxy"]["pid"] == pid, "HAProxy was restarted, not reloaded"
     n = len(done)
     wait_for(lambda: len(done) > n + 100, 20, "load after the reload")
+    # ...and leaves again.
+    restart_balancer_with(cl, original)
+    n = len(done)
+    wait_for(lambda: len(done) > n + 100, 20, "load after the second reload")
     stop.set()
     for t in threads:
         t.join(10)
-    print(f"\nreload under load: {len(done)} requests, {len(failures)} failed")
+    print(f"\nreloads under load: {len(done)} requests, {len(failures)} failed")
     assert not failures, failures[:5]
 
 
