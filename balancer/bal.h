@@ -55,7 +55,10 @@ struct bal {
     struct proc *master_proc; /* NULL when adopted */
     int reloads, restarts;
     double next_start_s;
-    bool states_dirty; /* re-apply server states (after a start or reload) */
+    bool states_dirty;   /* re-apply server states (after a start or reload) */
+    unsigned states_gen; /* bumped whenever states_dirty is set */
+    int failed_streak;   /* deaths soon after a start, in a row */
+    double started_s;
     bool runtime_busy;
     bool rerender; /* the configuration was reloaded: render haproxy.cfg again */
 
@@ -66,6 +69,8 @@ struct bal {
 };
 
 const char *server_state_name(enum server_state s);
+/* Marks the server states to be applied again (a reload, a start, a drift). */
+void bal_states_dirty(struct bal *b);
 /* Parses "ready", "drain", "maint". Returns 0, or -1. */
 int server_state_parse(const char *name, enum server_state *out);
 struct bal_server *bal_server(struct bal *b, const char *id);

@@ -28,6 +28,7 @@
 #include "proc.h"
 
 #define RESTART_MAX_S 30
+#define STABLE_S      60 /* a HAProxy that ran this long restarts at once when it dies */
 
 static double now_s(void)
 {
@@ -137,7 +138,10 @@ static void master_exited(void *arg, int status, const char *tail, bool timed_ou
     b->master = 0;
     b->master_proc = NULL;
     b->restarts++;
-    b->next_start_s = now_s() + (b->restarts < 5 ? b->restarts : RESTART_MAX_S);
+    /* Wait longer each time it dies soon after a start; a long run starts afresh. */
+    b->failed_streak = now_s() - b->started_s > STABLE_S ? 1 : b->failed_streak + 1;
+    b->next_start_s =
+        now_s() + (b->failed_streak < 5 ? (1 << (b->failed_streak - 1)) : RESTART_MAX_S);
 }
 
 int haproxy_start(struct bal *b, char **err)
@@ -154,7 +158,8 @@ int haproxy_start(struct bal *b, char **err)
     if (!b->master_proc)
         return -1;
     b->master = proc_pid(b->master_proc);
-    b->states_dirty = true;
+    b->started_s = now_s();
+    bal_states_dirty(b);
     log_notice("haproxy.started pid=%d", (int)b->master);
     return 0;
 }
@@ -184,7 +189,7 @@ void haproxy_adopt(struct bal *b)
     if (!strstr(exe, "haproxy"))
         return;
     b->master = (pid_t)pid;
-    b->states_dirty = true;
+    bal_states_dirty(b);
     log_notice("haproxy.adopted pid=%ld", pid);
 }
 
@@ -197,7 +202,7 @@ void haproxy_reload(struct bal *b)
         return;
     }
     b->reloads++;
-    b->states_dirty = true;
+    bal_states_dirty(b);
     log_notice("haproxy.reloaded reloads=%d", b->reloads);
 }
 

@@ -51,6 +51,12 @@ int server_state_parse(const char *name, enum server_state *out)
     return -1;
 }
 
+void bal_states_dirty(struct bal *b)
+{
+    b->states_dirty = true;
+    b->states_gen++;
+}
+
 struct bal_server *bal_server(struct bal *b, const char *id)
 {
     for (size_t i = 0; i < b->nservers; i++)
@@ -142,7 +148,7 @@ static void state_set(struct bal *b, const char *reply, void *arg)
             json_pack("{s:s, s:s}", "id", ss->id, "state", server_state_name(ss->state)));
     } else {
         /* Kept anyway: it is applied when HAProxy answers again. */
-        b->states_dirty = true;
+        bal_states_dirty(b);
         http_reply_error(ss->req, 503, "haproxy_down",
                          "HAProxy did not take the state%s%s; it is kept and applied when it "
                          "answers",
@@ -190,7 +196,7 @@ static void handle_server(struct evhttp_request *req, void *arg)
     snprintf(cmd, sizeof(cmd), "set server nodes/%s state %s", s->id, server_state_name(st));
     if (!haproxy_running(b) || runtime_command(b, cmd, state_set, ss, &err) < 0) {
         free(err);
-        b->states_dirty = true;
+        bal_states_dirty(b);
         http_reply_error(req, 503, "haproxy_down",
                          "HAProxy is not running; the state is kept and applied when it is");
         free(ss);

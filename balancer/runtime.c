@@ -7,6 +7,7 @@
  */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,7 +101,8 @@ int runtime_command(struct bal *b, const char *cmd,
 
 static void states_applied(struct bal *b, const char *reply, void *arg)
 {
-    (void)arg;
+    unsigned gen = (unsigned)(uintptr_t)arg;
+
     b->runtime_busy = false;
     /* Each command answers an empty line when it took; anything else is an error text. */
     if (!reply) {
@@ -113,8 +115,39 @@ static void states_applied(struct bal *b, const char *reply, void *arg)
             break;
         }
     }
-    b->states_dirty = false;
+    /* Marked again meanwhile (a reload, a new state): that batch is still due. */
+    if (gen == b->states_gen)
+        b->states_dirty = false;
     log_info("runtime.states_applied servers=%zu", b->nservers);
+}
+
+/*
+ * A line of "show servers state": "<be_id> <be_name> <srv_id> <srv_name>
+ * <srv_addr> <srv_op_state> <srv_admin_state> ...". When the admin state
+ * HAProxy runs with is not the one kept (a new worker after a reload that
+ * came up before our states reached it), mark them to be applied again.
+ */
+static void check_admin_state(struct bal *b, const char *line, size_t len)
+{
+    char buf[512], be[64], name[64];
+    unsigned admin;
+    struct bal_server *s;
+
+    if (len >= sizeof(buf) || line[0] == '#')
+        return;
+    memcpy(buf, line, len);
+    buf[len] = '\0';
+    if (sscanf(buf, "%*s %63s %*s %63s %*s %*s %u", be, name, &admin) != 3 ||
+        strcmp(be, HACFG_BACKEND) != 0 || !(s = bal_server(b, name)))
+        return;
+    /* SRV_ADMF_FMAINT 0x01, SRV_ADMF_FDRAIN 0x08: what "set server ... state" sets. */
+    if (((admin & 0x01) != 0) != (s->state == SERVER_MAINT) ||
+        ((admin & 0x08) != 0) != (s->state == SERVER_DRAIN)) {
+        if (!b->states_dirty)
+            log_notice("runtime.state_drift server=%s want=%s admin=%u", name,
+                       server_state_name(s->state), admin);
+        bal_states_dirty(b);
+    }
 }
 
 /* "show stat" CSV: # pxname,svname,qcur,qmax,scur,...,status (field 17),... */
@@ -152,6 +185,7 @@ static void stat_read(struct bal *b, const char *reply, void *arg)
                 }
             }
         }
+        check_admin_state(b, line, len);
         line = end ? end + 1 : NULL;
     }
 }
@@ -168,7 +202,7 @@ void runtime_tick(struct bal *b)
             len += (size_t)snprintf(cmd + len, sizeof(cmd) - len, "%sset server %s/%s state %s",
                                     i ? "; " : "", HACFG_BACKEND, b->servers[i].id,
                                     server_state_name(b->servers[i].state));
-        if (runtime_command(b, cmd, states_applied, NULL, &err) == 0) {
+        if (runtime_command(b, cmd, states_applied, (void *)(uintptr_t)b->states_gen, &err) == 0) {
             b->runtime_busy = true;
         } else {
             log_debug("runtime.connect err=%s", err);
@@ -177,7 +211,8 @@ void runtime_tick(struct bal *b)
         return;
     }
     if (daemon_every(b->d, 1000)) {
-        if (runtime_command(b, "show stat", stat_read, NULL, &err) == 0) {
+        if (runtime_command(b, "show stat; show servers state " HACFG_BACKEND, stat_read, NULL,
+                            &err) == 0) {
             b->runtime_busy = true;
         } else {
             free(err);

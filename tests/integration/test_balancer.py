@@ -214,6 +214,24 @@ def test_reload_on_membership_change_loses_no_request(cl):
     restart_balancer_with(cl, original)
     n = len(done)
     wait_for(lambda: len(done) > n + 100, 20, "load after the second reload")
+    # A drained node stays drained across a reload (SIGHUP with a change).
+    rc, out, err = cl.mfactl("drain", "n3")
+    assert rc == 0, f"{out}\n{err}"
+    before = cl.lb.balancer_api()[1]["haproxy"]["reloads"]
+    with open(cl.lb.conf, "w") as f:
+        f.write(original.replace("check_inter_ms = 500;", "check_inter_ms = 600;"))
+    cl.lb.procs["balancer"].send_signal(signal.SIGHUP)
+    wait_for(lambda: cl.lb.balancer_api()[1]["haproxy"]["reloads"] > before, 10, "reloaded")
+    n = len(done)
+    wait_for(lambda: len(done) > n + 100, 20, "load after the third reload")
+    wait_for(lambda: [s["status"] for s in cl.lb.balancer_api()[1]["servers"]
+                      if s["id"] == "n3"] == ["DRAIN"], 5, "n3 still drained in HAProxy")
+    fresh = [start_sms(cl, f"sms{i % USERS}") for i in range(20)]
+    assert not [c for c, _ in fresh if c.startswith("n3-")], "a reload undid the drain"
+    for c, code in fresh:
+        cl.lb.api("POST", f"/api/v1/challenges/{c}/verify", {"otp": code}, key=cl.auth_key)
+    rc, out, err = cl.mfactl("ready", "n3")
+    assert rc == 0, f"{out}\n{err}"
     stop.set()
     for t in threads:
         t.join(10)
