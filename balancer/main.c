@@ -79,8 +79,13 @@ void bal_save_states(struct bal *b)
     }
     for (size_t i = 0; i < b->nservers; i++)
         fprintf(f, "%s %s\n", b->servers[i].id, server_state_name(b->servers[i].state));
-    if (fflush(f) != 0 || fsync(fileno(f)) < 0 || fclose(f) != 0 || rename(tmp, b->state_path) < 0)
+    bool ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
+
+    /* Closed whatever happened; renamed only when all of it is on disk. */
+    if (fclose(f) != 0 || !ok || rename(tmp, b->state_path) < 0) {
         log_error("states.save path=%s err=%s", b->state_path, strerror(errno));
+        unlink(tmp);
+    }
 }
 
 void bal_load_states(struct bal *b)
