@@ -92,6 +92,37 @@ def alive(pid):
         return False
 
 
+class PidProc:
+    """A daemon started by an earlier run of the launcher (the demo's later
+    commands): the subset of Popen the launcher uses, by pid."""
+
+    def __init__(self, pid, binary):
+        self.pid = pid
+        self.binary = binary
+
+    def poll(self):
+        try:
+            with open(f"/proc/{self.pid}/cmdline", "rb") as f:
+                argv0 = f.read().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            return 0
+        return None if alive(self.pid) and argv0 == self.binary else 0
+
+    def send_signal(self, sig):
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def kill(self):
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self):
+        self.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout=None):
+        wait_for(lambda: self.poll() is not None, timeout or 60, f"pid {self.pid} exited")
+        return 0
+
+
 def db_password(pepper, role):
     """The password mfa-replicator gives database role <role> (common/secrets.c)."""
     mac = hmac.new(pepper, b"mfa-appliance db password\0" + role.encode(), hashlib.sha256)
@@ -332,7 +363,7 @@ class Cluster:
 
     def __init__(self, base, build_dir, members=3, name="demo", user="mfa", fence_after=2,
                  with_nodes=True, node_conf="", replicator_conf="", witnesses=(),
-                 balancers=(), sms_conf=""):
+                 balancers=(), sms_conf="", ports=None):
         self.base = base
         self.build_dir = build_dir
         self.name = name
@@ -348,14 +379,53 @@ class Cluster:
         taken = set()
         self.members = []
         for i in range(members):
-            ports = dict(zip(PORT_KEYS, free_ports(len(PORT_KEYS), taken)))
-            taken.update(ports.values())
-            self.members.append(Member(self, f"n{i + 1}", ports))
+            mports = (ports[i] if ports else
+                      dict(zip(PORT_KEYS, free_ports(len(PORT_KEYS), taken))))
+            taken.update(mports.values())
+            self.members.append(Member(self, f"n{i + 1}", mports))
         self.by_id = {m.id: m for m in self.members}
         for w in witnesses:  # voters without PostgreSQL or a node
             self.by_id[w].witness = True
         for b in balancers:  # the members that run mfa-balancer and HAProxy
             self.by_id[b].balancer = True
+
+    def save(self, path):
+        """Writes what a later process needs to find this cluster again (load())."""
+        state = {
+            "base": self.base, "build_dir": self.build_dir, "name": self.name,
+            "fence_after": self.fence_after, "with_nodes": self.with_nodes,
+            "sms_conf": self.sms_conf, "stats_password": self.stats_password,
+            "pepper": base64.b64encode(self.pepper).decode(),
+            "members": [{"id": m.id, "ports": m.ports, "witness": m.witness,
+                         "balancer": m.balancer,
+                         "pids": {n: p.pid for n, p in m.procs.items() if p.poll() is None}}
+                        for m in self.members],
+        }
+        fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(state, f, indent=1)
+        os.replace(path + ".tmp", path)
+
+    @classmethod
+    def load(cls, path):
+        """The cluster a save() described, its running daemons attached by pid."""
+        with open(path) as f:
+            st = json.load(f)
+        c = cls(st["base"], st["build_dir"], members=len(st["members"]), name=st["name"],
+                fence_after=st["fence_after"], with_nodes=st["with_nodes"],
+                sms_conf=st["sms_conf"], ports=[m["ports"] for m in st["members"]],
+                witnesses=[m["id"] for m in st["members"] if m["witness"]],
+                balancers=[m["id"] for m in st["members"] if m["balancer"]])
+        c.stats_password = st["stats_password"]
+        c.pepper = base64.b64decode(st["pepper"])
+        daemons = {"node": "node/mfa-node", "replicator": "replicator/mfa-replicator",
+                   "balancer": "balancer/mfa-balancer"}
+        for m, ms in zip(c.members, st["members"]):
+            for name, pid in ms["pids"].items():
+                proc = PidProc(pid, os.path.join(c.build_dir, daemons[name]))
+                if proc.poll() is None:
+                    m.procs[name] = proc
+        return c
 
     def binary(self, rel):
         path = os.path.join(self.build_dir, rel)

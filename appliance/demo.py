@@ -1,0 +1,169 @@
+"""The local demo cluster (./appliance/demo): three members on 127.0.0.1,
+each with mfa-replicator (and its PostgreSQL), mfa-node, and mfa-balancer
+with HAProxy on n1, built from this checkout, with the file SMS provider, a
+demo user and API keys. Standard library only.
+
+  demo.py up BUILD_DIR      start it (or say where it runs when it does)
+  demo.py stop              stop everything it started, by pid
+  demo.py kill MEMBER       SIGKILL that member's processes: a host that died
+  demo.py start MEMBER      bring that member back, as a host that boots
+"""
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cluster import Cluster, wait_for  # noqa: E402
+
+TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+DEMO_DIR = os.path.abspath(os.environ.get("MFA_DEMO_DIR", os.path.join(TOP, ".demo")))
+STATE = os.path.join(DEMO_DIR, "state.json")
+INFO = os.path.join(DEMO_DIR, "cluster.json")
+PSQL = "/usr/lib/postgresql/15/bin/psql"
+DEMO_USER = {"username": "demo", "pin": "1234", "phone": "+15550100"}
+
+
+def running():
+    if not os.path.exists(STATE):
+        return None
+    c = Cluster.load(STATE)
+    return c if any(m.procs for m in c.members) else None
+
+
+def psql(c, sql):
+    prim = c.primary()
+    env = {**os.environ, "PGPASSWORD": c.db_password("mfa")}
+    subprocess.run([PSQL, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p",
+                    str(prim.ports["postgres"]), "-U", "mfa", "-d", "mfa", "-c", sql],
+                   check=True, env=env, capture_output=True, timeout=30)
+
+
+def new_key(c, name, scope):
+    key = "mfa_" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    psql(c, f"INSERT INTO api_keys (name, scope, key_hash, prefix) "
+            f"VALUES ('{name}', '{scope}', '{digest}', 'mfa_')")
+    return key
+
+
+def describe(c, keys):
+    lb = next(m for m in c.members if m.balancer)
+    info = {
+        "api_url": f"https://127.0.0.1:{lb.ports['api']}",
+        "portal_url": f"https://127.0.0.1:{lb.ports['api']}/portal/",
+        "health_url": f"http://127.0.0.1:{lb.ports['health']}/",
+        "stats_url": f"http://127.0.0.1:{lb.ports['stats']}/",
+        "stats_user": "admin",
+        "stats_password": c.stats_password,
+        "radius": {"host": "127.0.0.1", "port": lb.ports["radius"], "secret": None,
+                   "note": "RADIUS is not served yet"},
+        "admin_api_key": keys["admin"],
+        "auth_api_key": keys["auth"],
+        "demo_user": DEMO_USER,
+        "sms_outbox": [m.outbox for m in c.members],
+        "ca": c.ca,
+        "mfactl": os.path.join(c.build_dir, "appliance", "mfactl"),
+        "config": lb.conf,
+        "members": [{"id": m.id, "node_url": f"http://127.0.0.1:{m.ports['node']}",
+                     "replicator_url": f"https://127.0.0.1:{m.ports['replicator']}",
+                     "pg_port": m.ports["postgres"], "pgdata": m.pgdata,
+                     "logs": m.dir} for m in c.members],
+    }
+    fd = os.open(INFO + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(info, f, indent=1)
+    os.replace(INFO + ".tmp", INFO)
+    return info
+
+
+def tell(info):
+    m = info["mfactl"]
+    print(f"""
+MFA Appliance demo cluster: 3 members on 127.0.0.1 ({INFO} has it all as JSON)
+
+  API (HTTPS, HAProxy)   {info['api_url']}   (CA: {info['ca']})
+  health page            {info['health_url']}
+  HAProxy stats          {info['stats_url']}  (admin / {info['stats_password']})
+  SMS outboxes           {info['members'][0]['logs']}/sms-outbox.jsonl and n2, n3
+
+Try:
+  curl --cacert {info['ca']} -H 'Authorization: Bearer {info['auth_api_key']}' \\
+       -H 'Content-Type: application/json' \\
+       -d '{{"username": "demo", "pin": "1234"}}' {info['api_url']}/api/v1/auth
+      # the code is in the "text" of the last line of the SMS outbox of the node the
+      # challenge id starts with (.demo/cluster/<node>/sms-outbox.jsonl); then
+  curl --cacert {info['ca']} -H 'Authorization: Bearer {info['auth_api_key']}' \\
+       -H 'Content-Type: application/json' -d '{{"otp": "<code>"}}' \\
+       {info['api_url']}/api/v1/challenges/<challenge_id>/verify
+  {m} -c {info['config']} status
+  ./appliance/demo kill n1 && {m} -c {info['config']} failover --to n2
+  ./appliance/demo start n1          # it rejoins as a standby
+  ./appliance/demo stop
+""")
+
+
+def up(build_dir):
+    c = running()
+    if c:
+        with open(INFO) as f:
+            info = json.load(f)
+        print("the demo cluster is already running")
+        tell(info)
+        return 0
+    base = os.path.join(DEMO_DIR, "cluster")
+    shutil.rmtree(base, ignore_errors=True)
+    os.makedirs(DEMO_DIR, exist_ok=True)
+    c = Cluster(base, build_dir, members=3, balancers=["n1"], fence_after=10)
+    c.create()
+    c.start(timeout=180)
+    c.save(STATE)
+    keys = {"admin": new_key(c, "demo-admin", "admin"), "auth": new_key(c, "demo-auth", "auth")}
+    lb = c.by_id["n1"]
+    wait_for(lambda: lb.api("GET", "/api/v1/users?limit=1", key=keys["admin"])[0] == 200, 30,
+             "the API through HAProxy")
+    st, doc = lb.api("POST", "/api/v1/users", {"username": DEMO_USER["username"],
+                                               "method": "sms", "phone": DEMO_USER["phone"],
+                                               "pin": DEMO_USER["pin"]}, key=keys["admin"])
+    if st not in (201, 409):
+        raise RuntimeError(f"creating the demo user: {st} {doc}")
+    tell(describe(c, keys))
+    return 0
+
+
+def main(argv):
+    if len(argv) >= 2 and argv[0] == "up":
+        return up(argv[1])
+    c = running()
+    if not c:
+        print("the demo cluster is not running (./appliance/demo starts it)", file=sys.stderr)
+        return 1
+    if argv == ["stop"]:
+        c.stop()
+        os.unlink(STATE)
+        print("stopped")
+        return 0
+    if len(argv) == 2 and argv[0] in ("kill", "start"):
+        m = c.by_id.get(argv[1])
+        if not m:
+            print(f"no member {argv[1]} (n1, n2, n3)", file=sys.stderr)
+            return 2
+        if argv[0] == "kill":
+            m.kill()
+            m.procs.clear()
+        else:
+            m.start()
+        c.save(STATE)
+        print(f"{argv[1]}: {'killed' if argv[0] == 'kill' else 'started'}")
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
