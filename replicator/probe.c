@@ -29,7 +29,7 @@ static const char probe_sql[] =
     "  ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,"
     " CASE WHEN r THEN NULL ELSE pg_current_wal_flush_lsn()::text END,"
     " pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text,"
-    " CASE WHEN r AND pg_last_wal_receive_lsn() IS DISTINCT FROM pg_last_wal_replay_lsn()"
+    " CASE WHEN r AND pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn()"
     "  THEN coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0)"
     "  ELSE 0 END,"
     " coalesce((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false),"
