@@ -92,6 +92,28 @@ def alive(pid):
         return False
 
 
+def _request(conn, method, path, body=None, key=None, cookie=None):
+    """Sends one request on <conn> (a JSON body, a Bearer key, a cookie) and
+    closes it: (status, parsed JSON or raw bytes)."""
+    headers = {}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    if cookie:
+        headers["Cookie"] = cookie
+    if body is not None:
+        body = json.dumps(body)
+        headers["Content-Type"] = "application/json"
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+    finally:
+        conn.close()
+    if resp.getheader("Content-Type", "").startswith("application/json"):
+        return resp.status, json.loads(data)
+    return resp.status, data
+
+
 class PidProc:
     """A daemon started by an earlier run of the launcher (the demo's later
     commands): the subset of Popen the launcher uses, by pid."""
@@ -288,44 +310,14 @@ class Member:
 
     def node(self, method, path, body=None, key=None, timeout=10):
         """A request to this member's mfa-node: (status, JSON or bytes)."""
-        headers = {}
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        if body is not None:
-            body = json.dumps(body)
-            headers["Content-Type"] = "application/json"
         conn = http.client.HTTPConnection("127.0.0.1", self.ports["node"], timeout=timeout)
-        try:
-            conn.request(method, path, body=body, headers=headers)
-            resp = conn.getresponse()
-            data = resp.read()
-        finally:
-            conn.close()
-        if resp.getheader("Content-Type", "").startswith("application/json"):
-            return resp.status, json.loads(data)
-        return resp.status, data
+        return _request(conn, method, path, body, key)
 
     def api(self, method, path, body=None, key=None, timeout=10, cookie=None):
         """A request through this member's HAProxy (TLS): (status, JSON or bytes)."""
-        headers = {}
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        if cookie:
-            headers["Cookie"] = cookie
-        if body is not None:
-            body = json.dumps(body)
-            headers["Content-Type"] = "application/json"
         conn = http.client.HTTPSConnection("127.0.0.1", self.ports["api"], timeout=timeout,
                                            context=self.cluster.tls_context())
-        try:
-            conn.request(method, path, body=body, headers=headers)
-            resp = conn.getresponse()
-            data = resp.read()
-        finally:
-            conn.close()
-        if resp.getheader("Content-Type", "").startswith("application/json"):
-            return resp.status, json.loads(data)
-        return resp.status, data
+        return _request(conn, method, path, body, key, cookie)
 
     def balancer_api(self, method="GET", path="/status", body=None, timeout=5):
         """A request to this member's balancer control API over mutual TLS."""
@@ -554,6 +546,9 @@ replicator = {{
             if m.balancer:
                 wait_for(lambda m=m: m.balancer_api()[1]["haproxy"]["running"], 30,
                          f"{m.id} balancer and HAProxy")
+                # The master is up before its worker listens: ask through it.
+                wait_for(lambda m=m: m.api("GET", "/health")[0] == 200, 30,
+                         f"{m.id} HAProxy serving")
         return self
 
     def data_members(self):

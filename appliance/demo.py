@@ -125,6 +125,12 @@ def up(build_dir):
     c.save(STATE)
     keys = {"admin": new_key(c, "demo-admin", "admin"), "auth": new_key(c, "demo-auth", "auth")}
     lb = c.by_id["n1"]
+    # Nodes read new keys within a second: wait until every node knows both.
+    for m in c.data_members():
+        wait_for(lambda m=m: m.node("GET", "/api/v1/users?limit=1", key=keys["admin"])[0] == 200,
+                 30, f"{m.id} accepts the admin key")
+        wait_for(lambda m=m: m.node("POST", "/api/v1/auth", {"username": "nobody-here"},
+                                    key=keys["auth"])[0] == 200, 30, f"{m.id} accepts the auth key")
     wait_for(lambda: lb.api("GET", "/api/v1/users?limit=1", key=keys["admin"])[0] == 200, 30,
              "the API through HAProxy")
     st, doc = lb.api("POST", "/api/v1/users", {"username": DEMO_USER["username"],

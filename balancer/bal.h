@@ -48,6 +48,8 @@ struct bal {
     struct httpclient *mtls, *plain;
     struct http_server *control, *health;
     char cfg_path[300], pem_path[300], admin_sock[300], pidfile[300], state_path[300];
+    char srvstate_path[300]; /* HAProxy's own server-state-file, dumped before a reload */
+    bool reload_pending;
     char *cfg_text; /* what haproxy runs with */
 
     /* HAProxy */

@@ -120,7 +120,8 @@ static int check_values(const struct appconf *conf, const struct hacfg_paths *p,
         return err_set(err, "appliance.member: \"%.40s\" is not one of cluster.members",
                        conf->appliance.member ? conf->appliance.member : "");
     if (check_word("the front end's certificate file", p->pem, false, true, err) < 0 ||
-        check_word("the runtime API socket", p->admin_socket, false, true, err) < 0)
+        check_word("the runtime API socket", p->admin_socket, false, true, err) < 0 ||
+        (p->state_file && check_word("the server state file", p->state_file, false, true, err) < 0))
         return -1;
     if (*conf->cluster.tls_ciphers &&
         check_word("cluster.tls.ciphers", conf->cluster.tls_ciphers, false, true, err) < 0)
@@ -185,6 +186,8 @@ static void put_global(FILE *f, const struct appconf *conf, const struct hacfg_p
                "    log stderr format raw local0 info\n");
     fprintf(f, "    maxconn %d\n", conf->balancer.maxconn);
     fprintf(f, "    stats socket %s mode 600 level admin expose-fd listeners\n", p->admin_socket);
+    if (p->state_file)
+        fprintf(f, "    server-state-file %s\n", p->state_file);
     /* Empty cipher settings leave OpenSSL's defaults. */
     for (size_t i = 0; i < MFA_ARRAY_LEN(side); i++) {
         if (*conf->cluster.tls_ciphers)
@@ -201,7 +204,7 @@ static void put_global(FILE *f, const struct appconf *conf, const struct hacfg_p
  * A request for a node that is down goes to another at once (DESIGN §3):
  * one retry, redispatched, after a short connect timeout.
  */
-static void put_defaults(FILE *f, const struct appconf *conf)
+static void put_defaults(FILE *f, const struct appconf *conf, const struct hacfg_paths *p)
 {
     fprintf(f, "\ndefaults\n"
                "    mode http\n"
@@ -213,6 +216,8 @@ static void put_defaults(FILE *f, const struct appconf *conf)
     fprintf(f, "    timeout client %dms\n", conf->balancer.client_timeout_ms);
     fprintf(f, "    timeout server %dms\n", conf->balancer.server_timeout_ms);
     fprintf(f, "    timeout http-request 10s\n");
+    if (p->state_file)
+        fprintf(f, "    load-server-state-from-file global\n");
 }
 
 /*
@@ -313,7 +318,7 @@ int hacfg_render(const struct appconf *conf, const struct hacfg_paths *p, char *
             "# Member %s.\n\n",
             self->id);
     put_global(f, conf, p);
-    put_defaults(f, conf);
+    put_defaults(f, conf, p);
     put_api(f, self, p);
     put_backend(f, conf, p);
     if (pw && *pw)

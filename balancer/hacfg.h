@@ -23,6 +23,12 @@ struct hacfg_paths {
      * certificate HAProxy shows a node on another host. */
     const char *pem;
     const char *admin_socket; /* the runtime API (level admin, mode 600) */
+    /*
+     * Optional: the servers' states as "show servers state" dumped them before
+     * a reload; the new worker starts from them (so a drained server stays
+     * drained). NULL: none.
+     */
+    const char *state_file;
 };
 
 /*

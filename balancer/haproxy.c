@@ -89,7 +89,7 @@ int haproxy_write_files(struct bal *b, char **err)
     const struct appconf *c = daemon_conf(b->d);
     const char *cert = *c->balancer.tls_cert ? c->balancer.tls_cert : c->appliance.tls_cert;
     const char *key = *c->balancer.tls_key ? c->balancer.tls_key : c->appliance.tls_key;
-    struct hacfg_paths hp = { b->pem_path, b->admin_sock };
+    struct hacfg_paths hp = { b->pem_path, b->admin_sock, b->srvstate_path };
     char *crt = NULL, *k = NULL, *text = NULL;
     size_t clen, klen;
     int rc = -1;
@@ -98,6 +98,10 @@ int haproxy_write_files(struct bal *b, char **err)
     if (read_all(cert, 1 << 20, &crt, &clen, err) < 0 || read_all(key, 1 << 20, &k, &klen, err) < 0)
         goto out;
     if (write_file(b->pem_path, crt, clen, k, klen, err) < 0)
+        goto out;
+    /* HAProxy warns about a missing state file: start from an empty one (format 1). */
+    if (access(b->srvstate_path, F_OK) != 0 &&
+        write_file(b->srvstate_path, "1\n", 2, NULL, 0, err) < 0)
         goto out;
     if (hacfg_render(c, &hp, &text, err) < 0)
         goto out;
@@ -193,7 +197,7 @@ void haproxy_adopt(struct bal *b)
     log_notice("haproxy.adopted pid=%ld", pid);
 }
 
-void haproxy_reload(struct bal *b)
+static void signal_reload(struct bal *b)
 {
     if (!b->master)
         return;
@@ -204,6 +208,42 @@ void haproxy_reload(struct bal *b)
     b->reloads++;
     bal_states_dirty(b);
     log_notice("haproxy.reloaded reloads=%d", b->reloads);
+}
+
+/* The running worker's server states, kept for the new one (server-state-file). */
+static void states_dumped(struct bal *b, const char *reply, void *arg)
+{
+    char *err = NULL;
+
+    (void)arg;
+    b->runtime_busy = false;
+    if (!reply || strncmp(reply, "1\n", 2) != 0 ||
+        write_file(b->srvstate_path, reply, strlen(reply), NULL, 0, &err) < 0) {
+        log_warn("haproxy.state_dump err=%s", err ? err : "no state from the runtime API");
+        free(err);
+    }
+    signal_reload(b);
+}
+
+void haproxy_reload(struct bal *b)
+{
+    char *err = NULL;
+
+    if (!b->master)
+        return;
+    /* A command of the runtime API in flight would race the dump: take the next tick. */
+    if (b->runtime_busy) {
+        b->reload_pending = true;
+        return;
+    }
+    b->reload_pending = false;
+    if (runtime_command(b, "show servers state", states_dumped, NULL, &err) < 0) {
+        log_warn("haproxy.state_dump err=%s", err);
+        free(err);
+        signal_reload(b);
+        return;
+    }
+    b->runtime_busy = true;
 }
 
 bool haproxy_running(const struct bal *b)
@@ -222,6 +262,8 @@ void haproxy_tick(struct bal *b)
         b->restarts++;
         b->next_start_s = now_s() + 1;
     }
+    if (b->reload_pending)
+        haproxy_reload(b);
     if (!b->master && now_s() >= b->next_start_s && !daemon_draining(b->d)) {
         if (haproxy_start(b, &err) < 0) {
             log_error("haproxy.start err=%s", err);

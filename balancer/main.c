@@ -267,6 +267,7 @@ static int start(struct daemon *d, char **err)
     snprintf(b->pem_path, sizeof(b->pem_path), "%s/haproxy.pem", run);
     snprintf(b->admin_sock, sizeof(b->admin_sock), "%s/haproxy.sock", run);
     snprintf(b->pidfile, sizeof(b->pidfile), "%s/haproxy.pid", run);
+    snprintf(b->srvstate_path, sizeof(b->srvstate_path), "%s/haproxy.state", run);
     snprintf(b->state_path, sizeof(b->state_path), "%s/balancer.state", c->appliance.data_dir);
     b->nservers = c->cluster.nmembers;
     for (size_t i = 0; i < b->nservers; i++)

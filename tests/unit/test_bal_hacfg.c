@@ -22,7 +22,7 @@
 #define HAPROXY "/usr/sbin/haproxy"
 
 static char dir[] = "/tmp/mfa-hacfg-XXXXXX";
-static char pem[64], ca[64], sock[64], cfg[64];
+static char pem[64], ca[64], sock[64], cfg[64], srvstate[72];
 static bool have_pem;
 
 static int setup(void **state)
@@ -88,7 +88,15 @@ static void load(struct appconf *c, const char *a1, const char *a2, const char *
 
 static char *render(const struct appconf *c)
 {
-    struct hacfg_paths p = { pem, sock };
+    /* With the server state file, as the balancer renders it (and seeds it). */
+    struct hacfg_paths p = { pem, sock, srvstate };
+    FILE *sf;
+
+    snprintf(srvstate, sizeof(srvstate), "%s.state", pem);
+    sf = fopen(srvstate, "w");
+    assert_non_null(sf);
+    fputs("1\n", sf);
+    fclose(sf);
     char *out = NULL, *err = NULL;
 
     if (hacfg_render(c, &p, &out, &err) != 0)
@@ -271,7 +279,7 @@ static void test_no_stats_without_password(void **state)
 /* Renders <c> with the stats user and password replaced; expects a refusal naming <key>. */
 static void expect_refused(struct appconf *c, const char *user, const char *pw, const char *key)
 {
-    struct hacfg_paths p = { pem, sock };
+    struct hacfg_paths p = { pem, sock, NULL };
     char *out = NULL, *err = NULL;
 
     free(c->balancer.stats_user);
@@ -313,7 +321,7 @@ static void test_bad_credentials(void **state)
 
 static void test_bad_values(void **state)
 {
-    struct hacfg_paths p = { pem, sock };
+    struct hacfg_paths p = { pem, sock, NULL };
     struct appconf c;
     char *out = NULL, *err = NULL;
 
