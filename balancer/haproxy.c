@@ -23,9 +23,11 @@
 #include "clock.h"
 #include "daemon.h"
 #include "errmsg.h"
+#include "fsutil.h"
 #include "hacfg.h"
 #include "log.h"
 #include "proc.h"
+#include "secrets.h"
 
 #define RESTART_MAX_S 30
 #define STABLE_S      60 /* a HAProxy that ran this long restarts at once when it dies */
@@ -58,54 +60,35 @@ static int read_all(const char *path, size_t max, char **out, size_t *len, char 
     return 0;
 }
 
-static int write_file(const char *path, const char *a, size_t alen, const char *b, size_t blen,
-                      char **err)
-{
-    char tmp[320];
-    int fd;
-
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    unlink(tmp);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0)
-        return err_set(err, "cannot create %s: %s", tmp, strerror(errno));
-    if (write(fd, a, alen) != (ssize_t)alen || (blen && write(fd, b, blen) != (ssize_t)blen)) {
-        int e = errno;
-        close(fd);
-        unlink(tmp);
-        return err_set(err, "cannot write %s: %s", tmp, strerror(e));
-    }
-    close(fd);
-    if (rename(tmp, path) < 0) {
-        int e = errno;
-        unlink(tmp);
-        return err_set(err, "cannot rename %s: %s", tmp, strerror(e));
-    }
-    return 0;
-}
-
 int haproxy_write_files(struct bal *b, char **err)
 {
     const struct appconf *c = daemon_conf(b->d);
     const char *cert = *c->balancer.tls_cert ? c->balancer.tls_cert : c->appliance.tls_cert;
     const char *key = *c->balancer.tls_key ? c->balancer.tls_key : c->appliance.tls_key;
     struct hacfg_paths hp = { b->pem_path, b->admin_sock, b->srvstate_path };
-    char *crt = NULL, *k = NULL, *text = NULL;
-    size_t clen, klen;
+    char *crt = NULL, *k = NULL, *pem = NULL, *text = NULL;
+    size_t clen = 0, klen = 0;
     int rc = -1;
 
     /* HAProxy takes the chain and the key in one file. */
     if (read_all(cert, 1 << 20, &crt, &clen, err) < 0 || read_all(key, 1 << 20, &k, &klen, err) < 0)
         goto out;
-    if (write_file(b->pem_path, crt, clen, k, klen, err) < 0)
+    pem = malloc(clen + klen);
+    if (!pem) {
+        err_set(err, "out of memory");
+        goto out;
+    }
+    memcpy(pem, crt, clen);
+    memcpy(pem + clen, k, klen);
+    if (fsutil_write_atomic(b->pem_path, pem, clen + klen, 0600, err) < 0)
         goto out;
     /* HAProxy warns about a missing state file: start from an empty one (format 1). */
     if (access(b->srvstate_path, F_OK) != 0 &&
-        write_file(b->srvstate_path, "1\n", 2, NULL, 0, err) < 0)
+        fsutil_write_atomic(b->srvstate_path, "1\n", 2, 0600, err) < 0)
         goto out;
     if (hacfg_render(c, &hp, &text, err) < 0)
         goto out;
-    if (write_file(b->cfg_path, text, strlen(text), NULL, 0, err) < 0)
+    if (fsutil_write_atomic(b->cfg_path, text, strlen(text), 0600, err) < 0)
         goto out;
     free(b->cfg_text);
     b->cfg_text = text;
@@ -113,8 +96,12 @@ int haproxy_write_files(struct bal *b, char **err)
     rc = 0;
 out:
     if (k) {
-        memset(k, 0, klen);
+        secret_wipe(k, klen);
         free(k);
+    }
+    if (pem) {
+        secret_wipe(pem, clen + klen);
+        free(pem);
     }
     free(crt);
     free(text);
@@ -218,7 +205,7 @@ static void states_dumped(struct bal *b, const char *reply, void *arg)
     (void)arg;
     b->runtime_busy = false;
     if (!reply || strncmp(reply, "1\n", 2) != 0 ||
-        write_file(b->srvstate_path, reply, strlen(reply), NULL, 0, &err) < 0) {
+        fsutil_write_atomic(b->srvstate_path, reply, strlen(reply), 0600, &err) < 0) {
         log_warn("haproxy.state_dump err=%s", err ? err : "no state from the runtime API");
         free(err);
     }

@@ -160,13 +160,13 @@ static void stat_read(struct bal *b, const char *reply, void *arg)
     for (const char *line = reply; line && *line;) {
         const char *end = strchr(line, '\n');
         size_t len = end ? (size_t)(end - line) : strlen(line);
-        char buf[1024], *field[20], *save = NULL;
+        char buf[1024], *field[20];
         int n = 0;
 
         if (len < sizeof(buf) && strncmp(line, HACFG_BACKEND ",", strlen(HACFG_BACKEND) + 1) == 0) {
             memcpy(buf, line, len);
             buf[len] = '\0';
-            /* strtok_r skips empty fields: split by hand. */
+            /* Empty fields count: split by hand (strtok would skip them). */
             for (char *p = buf; n < 20; n++) {
                 field[n] = p;
                 p = strchr(p, ',');
@@ -176,7 +176,6 @@ static void stat_read(struct bal *b, const char *reply, void *arg)
                 }
                 *p++ = '\0';
             }
-            (void)save;
             if (n >= 18) {
                 struct bal_server *s = bal_server(b, field[1]);
                 if (s) {

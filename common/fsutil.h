@@ -1,9 +1,13 @@
 /*
  * Small file-system helpers shared by the code that writes files which must
- * survive a crash (the key file, the PKI).
+ * survive a crash (the key file, the PKI, PostgreSQL's and HAProxy's
+ * configuration).
  */
 #ifndef MFA_FSUTIL_H
 #define MFA_FSUTIL_H
+
+#include <stddef.h>
+#include <sys/types.h>
 
 #include "mem.h"
 
@@ -12,5 +16,14 @@
  * <path> is durable. Returns 0, or -1 with *err.
  */
 int fsutil_fsync_dir(const char *path, char **err) MFA_MUSTCHECK;
+
+/*
+ * Replaces <path> with <len> bytes of <data>: written to "<path>.tmp"
+ * (created with <mode>, no symlink followed), fsynced, renamed over <path>,
+ * so a reader sees the old file or the new one, never half of it. Returns
+ * 0, or -1 with *err; nothing is left at the temporary name then.
+ */
+int fsutil_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
+                        char **err) MFA_MUSTCHECK;
 
 #endif

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "errmsg.h"
+#include "fsutil.h"
 #include "pgconn.h"
 
 #define CONF_MAX 16384
@@ -66,32 +67,6 @@ static void put_conn_value(struct buf *b, const char *key, const char *value)
     for (const char *s = value; *s; s++)
         put(b, *s == '\'' || *s == '\\' ? "\\%c" : "%c", *s);
     put(b, "'");
-}
-
-static int write_file(const char *path, const char *text, size_t len, mode_t mode, char **err)
-{
-    char tmp[512];
-    int fd;
-
-    if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
-        return err_set(err, "%s: path too long", path);
-    unlink(tmp);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
-    if (fd < 0)
-        return err_set(err, "cannot create %s: %s", tmp, strerror(errno));
-    if (write(fd, text, len) != (ssize_t)len || fsync(fd) < 0) {
-        int e = errno;
-        close(fd);
-        unlink(tmp);
-        return err_set(err, "cannot write %s: %s", tmp, strerror(e));
-    }
-    close(fd);
-    if (rename(tmp, path) < 0) {
-        int e = errno;
-        unlink(tmp);
-        return err_set(err, "cannot rename %s to %s: %s", tmp, path, strerror(e));
-    }
-    return 0;
 }
 
 static int path_join(char *out, size_t size, const char *dir, const char *name, char **err)
@@ -215,7 +190,7 @@ int pgsetup_write_conf(const struct appconf *conf, const struct pgpaths *p, cons
     }
     if (b.overflow)
         return err_set(err, "postgresql.conf would be longer than %d bytes", CONF_MAX);
-    if (write_file(p->conf, text, b.len, 0600, err) < 0)
+    if (fsutil_write_atomic(p->conf, text, b.len, 0600, err) < 0)
         return -1;
 
     /* Client authentication: TLS and SCRAM between hosts; the superuser only locally. */
@@ -234,7 +209,7 @@ int pgsetup_write_conf(const struct appconf *conf, const struct pgpaths *p, cons
     if (b.overflow)
         return err_set(err, "pg_hba.conf too long");
     if (path_join(path, sizeof(path), p->confdir, "pg_hba.conf", err) < 0 ||
-        write_file(path, text, b.len, 0600, err) < 0)
+        fsutil_write_atomic(path, text, b.len, 0600, err) < 0)
         return -1;
 
     b.len = 0;
@@ -245,7 +220,7 @@ int pgsetup_write_conf(const struct appconf *conf, const struct pgpaths *p, cons
     if (b.overflow)
         return err_set(err, "pg_ident.conf too long");
     if (path_join(path, sizeof(path), p->confdir, "pg_ident.conf", err) < 0 ||
-        write_file(path, text, b.len, 0600, err) < 0)
+        fsutil_write_atomic(path, text, b.len, 0600, err) < 0)
         return -1;
     return 0;
 }
@@ -263,7 +238,7 @@ int pgsetup_write_passfile(const struct pgpaths *p, const char *repl_password,
                  repl_password, PG_ROLE_REWIND, rewind_password);
     if (n < 0 || n >= (int)sizeof(text))
         return err_set(err, "passfile too long");
-    int rc = write_file(p->passfile, text, (size_t)n, 0600, err);
+    int rc = fsutil_write_atomic(p->passfile, text, (size_t)n, 0600, err);
     memset(text, 0, sizeof(text));
     return rc;
 }
@@ -412,7 +387,7 @@ int pgsetup_set_standby(const struct pgpaths *p, bool standby, char **err)
             return err_set(err, "cannot remove %s: %s", path, strerror(errno));
         return 0;
     }
-    return write_file(path, "", 0, 0600, err);
+    return fsutil_write_atomic(path, "", 0, 0600, err);
 }
 
 int pgsetup_after_copy(const struct pgpaths *p, char **err)
@@ -422,7 +397,7 @@ int pgsetup_after_copy(const struct pgpaths *p, char **err)
     if (data_file(p, "postgresql.auto.conf", path, sizeof(path)) < 0)
         return err_set(err, "PGDATA path too long");
     static const char note[] = "# Emptied by mfa-replicator: settings live in its own file.\n";
-    if (write_file(path, note, sizeof(note) - 1, 0600, err) < 0)
+    if (fsutil_write_atomic(path, note, sizeof(note) - 1, 0600, err) < 0)
         return -1;
     if (data_file(p, "recovery.signal", path, sizeof(path)) < 0)
         return err_set(err, "PGDATA path too long");

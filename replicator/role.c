@@ -314,8 +314,6 @@ static void bootstrap_wait_up(struct repl *r)
 
 static void bootstrap_initdb_done(struct repl *r, bool ok, const char *tail)
 {
-    char *err = NULL;
-
     if (!ok) {
         log_error("bootstrap.initdb_failed output=%s", last_line(tail));
         r->pm_next_start_s = now_s() + 5;
@@ -325,7 +323,6 @@ static void bootstrap_initdb_done(struct repl *r, bool ok, const char *tail)
     start_as(r, true, NULL);
     if (r->pm != PM_RUNNING) {
         repl_task_end(r, "postgres did not start");
-        free(err);
         return;
     }
     r->on_up = bootstrap_wait_up;

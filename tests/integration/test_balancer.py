@@ -8,6 +8,7 @@ import hashlib
 import os
 import re
 import secrets
+import select
 import shutil
 import signal
 import subprocess
@@ -156,7 +157,15 @@ def test_drain_keeps_own_challenges_and_takes_no_new_ones(cl):
     waiter = subprocess.Popen([cl.binary("appliance/mfactl"), "-c", cl.members[0].conf, "drain",
                                "n2", "--wait", "--timeout", "30"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
-    time.sleep(0.5)
+    # It has seen the live challenges and keeps waiting for them.
+    seen, deadline = [], time.monotonic() + 15
+    while time.monotonic() < deadline and not any("live challenge" in ln for ln in seen):
+        if select.select([waiter.stdout], [], [], 0.5)[0]:
+            line = waiter.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+    assert any("live challenge" in ln for ln in seen), seen
     assert waiter.poll() is None, "drain --wait returned with challenges still live"
     for c, code in mine:
         st, doc = cl.lb.api("POST", f"/api/v1/challenges/{c}/verify", {"otp": code},

@@ -200,7 +200,9 @@ def test_switchover_under_writes_loses_nothing(cl):
     t_done = time.monotonic()
     assert rc == 0, f"switchover failed ({rc}):\n{out}\n{err}"
     wait_for(lambda: w.first_ack_after(t_done), 20, "writes after the switchover")
-    time.sleep(0.5)
+    # A few more acknowledged writes on the new primary, all to be found there.
+    n = len(w.acked)
+    wait_for(lambda: len(w.acked) >= n + 20, 20, "writes flowing on the new primary")
     w.stop()
     assert cl.primary() is new
     first = w.first_ack_after(t_cmd + 0.001)
