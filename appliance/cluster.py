@@ -355,7 +355,7 @@ class Cluster:
 
     def __init__(self, base, build_dir, members=3, name="demo", user="mfa", fence_after=2,
                  with_nodes=True, node_conf="", replicator_conf="", witnesses=(),
-                 balancers=(), sms_conf="", ports=None):
+                 balancers=(), sms_conf="", ports=None, radius_conf=""):
         self.base = base
         self.build_dir = build_dir
         self.name = name
@@ -365,7 +365,11 @@ class Cluster:
         self.node_conf = node_conf
         self.replicator_conf = replicator_conf
         self.sms_conf = sms_conf
+        self.radius_conf = radius_conf
         self.stats_password = secrets.token_urlsafe(12)
+        # The shared secret of the one RADIUS client every node knows: the
+        # loopback NAS of the demo, the tests and the benchmark.
+        self.radius_secret = secrets.token_urlsafe(18)
         self.ca = os.path.join(base, "pki", "ca.crt")
         self._tls = None
         taken = set()
@@ -387,6 +391,7 @@ class Cluster:
             "base": self.base, "build_dir": self.build_dir, "name": self.name,
             "fence_after": self.fence_after, "with_nodes": self.with_nodes,
             "sms_conf": self.sms_conf, "stats_password": self.stats_password,
+            "radius_conf": self.radius_conf, "radius_secret": self.radius_secret,
             "pepper": base64.b64encode(self.pepper).decode(),
             "members": [{"id": m.id, "ports": m.ports, "witness": m.witness,
                          "balancer": m.balancer,
@@ -406,9 +411,11 @@ class Cluster:
         c = cls(st["base"], st["build_dir"], members=len(st["members"]), name=st["name"],
                 fence_after=st["fence_after"], with_nodes=st["with_nodes"],
                 sms_conf=st["sms_conf"], ports=[m["ports"] for m in st["members"]],
+                radius_conf=st.get("radius_conf", ""),
                 witnesses=[m["id"] for m in st["members"] if m["witness"]],
                 balancers=[m["id"] for m in st["members"] if m["balancer"]])
         c.stats_password = st["stats_password"]
+        c.radius_secret = st.get("radius_secret", c.radius_secret)
         c.pepper = base64.b64decode(st["pepper"])
         daemons = {"node": "node/mfa-node", "replicator": "replicator/mfa-replicator",
                    "balancer": "balancer/mfa-balancer"}
@@ -502,6 +509,10 @@ node = {{
   db = {{ sslmode = "verify-ca"; connect_timeout_ms = 2000; query_timeout_ms = 2000; }};
   sms = {{ file = "{m.outbox}"; {self.sms_conf} }};
   auth_log = {{ spool_dir = "{m.dir}/spool"; }};
+  radius = {{
+    clients = ( {{ name = "loopback"; address = "127.0.0.0/8"; secret = "{self.radius_secret}"; }} );
+    {self.radius_conf}
+  }};
   {self.node_conf}
 }};
 balancer = {{

@@ -61,8 +61,7 @@ def describe(c, keys):
         "stats_url": f"http://127.0.0.1:{lb.ports['stats']}/",
         "stats_user": "admin",
         "stats_password": c.stats_password,
-        "radius": {"host": "127.0.0.1", "port": lb.ports["radius"], "secret": None,
-                   "note": "RADIUS is not served yet"},
+        "radius": {"host": "127.0.0.1", "port": lb.ports["radius"], "secret": c.radius_secret},
         "admin_api_key": keys["admin"],
         "auth_api_key": keys["auth"],
         "demo_user": DEMO_USER,
@@ -83,7 +82,7 @@ def describe(c, keys):
 
 
 def tell(info):
-    m = info["mfactl"]
+    m, r = info["mfactl"], info["radius"]
     print(f"""
 MFA Appliance demo cluster: 3 members on 127.0.0.1 ({INFO} has it all as JSON)
 
@@ -101,6 +100,11 @@ Try:
   curl --cacert {info['ca']} -H 'Authorization: Bearer {info['auth_api_key']}' \\
        -H 'Content-Type: application/json' -d '{{"otp": "<code>"}}' \\
        {info['api_url']}/api/v1/challenges/<challenge_id>/verify
+  printf 'User-Name = "demo"\nUser-Password = "1234"\nMessage-Authenticator = 0x00\n' |
+    radclient -x 127.0.0.1:{r['port']} auth '{r['secret']}'
+      # Access-Challenge with a State; the code is in that node's SMS outbox; then
+  printf 'User-Name = "demo"\nUser-Password = "<code>"\nState = <State>\nMessage-Authenticator = 0x00\n' |
+    radclient -x 127.0.0.1:{r['port']} auth '{r['secret']}'
   {m} -c {info['config']} status
   ./appliance/demo kill n1 && {m} -c {info['config']} failover --to n2
   ./appliance/demo start n1          # it rejoins as a standby

@@ -1,7 +1,8 @@
 /*
  * mfa-balancer's state, shared by its subsystems: the HAProxy it runs and
  * steers (haproxy.c), the runtime API client (runtime.c), the polls of the
- * members that feed the health page (members.c) and the daemon with its two
+ * members that feed the health page (members.c), the RADIUS UDP front
+ * (radius_front.c, routing in radius_route.c) and the daemon with its two
  * HTTP servers (main.c).
  */
 #ifndef MFA_BAL_H
@@ -19,6 +20,7 @@ struct proc;
 struct httpclient;
 struct http_server;
 struct event_base;
+struct radius_front;
 
 enum server_state {
     SERVER_READY = 0,
@@ -68,6 +70,8 @@ struct bal {
     size_t nservers;
     struct bal_member members[APPCONF_MAX_MEMBERS];
     size_t nmembers;
+
+    struct radius_front *radius; /* the RADIUS UDP front, NULL when off */
 };
 
 const char *server_state_name(enum server_state s);
@@ -98,5 +102,20 @@ void members_init(struct bal *b);
 void members_poll(struct bal *b);
 void members_free(struct bal *b);
 json_t *members_snapshot(struct bal *b);
+
+/*
+ * radius_front.c: the RADIUS UDP front on ports.radius (docs/balancer.md).
+ * Started after HAProxy when balancer.radius.enabled; its tick follows the
+ * servers' states and health and expires the retransmission table.
+ */
+int radius_front_start(struct bal *b, char **err);
+void radius_front_tick(struct bal *b);
+/* Takes no new requests; answers already asked for are still relayed. */
+void radius_front_stop_listening(struct bal *b);
+void radius_front_free(struct bal *b);
+/* The control API's "radius" object (new reference): counters, nodes, drops. */
+json_t *radius_front_status(struct bal *b);
+/* The counters the open health page shows (new reference), or JSON null when off. */
+json_t *radius_front_counters(struct bal *b);
 
 #endif

@@ -3,7 +3,7 @@
  * steers its servers (ready, drain, maint) through the runtime API, and
  * serves two HTTP ports: the control API over mutual TLS (mfactl drain,
  * ready, maint) and the open, read-only health page with /cluster.json
- * (docs/balancer.md).
+ * (docs/balancer.md). It also runs the RADIUS UDP front (radius_front.c).
  *
  * The server states it keeps survive a balancer restart (a state file) and
  * are applied again after every start or reload of HAProxy. A SIGHUP that
@@ -119,11 +119,11 @@ static json_t *status_json(struct bal *b)
                                                  *s->status ? s->status : "?", "current_sessions",
                                                  (json_int_t)s->current_sessions));
     }
-    return json_pack("{s:s, s:{s:b, s:o, s:i, s:i}, s:o, s:s}", "member",
+    return json_pack("{s:s, s:{s:b, s:o, s:i, s:i}, s:o, s:o, s:s}", "member",
                      appconf_local(daemon_conf(b->d))->id, "haproxy", "running", haproxy_running(b),
                      "pid", b->master ? json_integer(b->master) : json_null(), "reloads",
-                     b->reloads, "restarts", b->restarts, "servers", servers, "version",
-                     MFA_VERSION);
+                     b->reloads, "restarts", b->restarts, "servers", servers, "radius",
+                     radius_front_status(b), "version", MFA_VERSION);
 }
 
 static void handle_status(struct evhttp_request *req, void *arg)
@@ -309,6 +309,8 @@ static int start(struct daemon *d, char **err)
     } else if (haproxy_start(b, err) < 0) {
         return -1;
     }
+    if (radius_front_start(b, err) < 0)
+        return -1;
     log_notice("balancer.listening control_port=%d health_port=%d api_port=%d",
                me->ports.balancer_control, me->ports.health, me->ports.api);
     return 0;
@@ -349,6 +351,7 @@ static void tick(struct daemon *d)
     }
     haproxy_tick(b);
     runtime_tick(b);
+    radius_front_tick(b);
 }
 
 static void stop_listening(struct daemon *d)
@@ -357,6 +360,7 @@ static void stop_listening(struct daemon *d)
 
     http_server_stop_listening(b->control);
     http_server_stop_listening(b->health);
+    radius_front_stop_listening(b);
 }
 
 static size_t in_flight(struct daemon *d)
@@ -371,6 +375,7 @@ static void stop(struct daemon *d)
 {
     struct bal *b = daemon_arg(d);
 
+    radius_front_free(b);
     httpclient_free(b->mtls);
     b->mtls = NULL;
     httpclient_free(b->plain);

@@ -179,5 +179,7 @@ json_t *members_snapshot(struct bal *b)
     json_object_set_new(out, "stats_url",
                         *c->balancer.stats_password ? json_string(stats) : json_null());
     json_object_set_new(out, "members", list);
+    /* Counters only: addresses and per-node detail stay on the control API. */
+    json_object_set_new(out, "radius", radius_front_counters(b));
     return out;
 }

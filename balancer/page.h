@@ -21,7 +21,9 @@
  *             | {"reachable": false, "error": "..."},
  *       "haproxy": {"state": "ready"|"drain"|"maint", "status": "UP"|"DOWN"|"MAINT"|...,
  *                   "current_sessions": 0} | null,
- *       "down": false}]}
+ *       "down": false}],
+ *    "radius": {"received": 0, "forwarded": 0, "answers": 0, "dropped": 0, ...} | null
+ *             (the RADIUS front's totals; the page shows nothing of them yet)}
  *
  * Every value is untrusted (it came from the network): the page escapes all
  * text, links stats_url only when it is an http:// or https:// URL, and never

@@ -12,6 +12,8 @@
 #include "errmsg.h"
 #include "ids.h"
 #include "log.h"
+#include "netaddr.h"
+#include "radius.h"
 
 static const struct cfg_enum_name repl_names[] = {
     { "sync", REPL_SYNC },
@@ -71,6 +73,26 @@ static const struct cfg_list member_list = {
     sizeof(struct member_conf),
     offsetof(struct appconf, cluster.nmembers),
     APPCONF_MAX_MEMBERS,
+};
+
+static const struct cfg_key radius_client_keys[] = {
+    { "name", CFG_STRING, offsetof(struct radius_client_conf, name), NULL, 0, 0, NULL, NULL,
+      CFG_REQUIRED },
+    { "address", CFG_STRING, offsetof(struct radius_client_conf, address), NULL, 0, 0, NULL, NULL,
+      CFG_REQUIRED },
+    { "secret", CFG_STRING, offsetof(struct radius_client_conf, secret), NULL, 0, 0, NULL, NULL,
+      CFG_REQUIRED | CFG_SECRET },
+    { "require_message_authenticator", CFG_BOOL,
+      offsetof(struct radius_client_conf, require_message_authenticator), "true", 0, 0, NULL, NULL,
+      0 },
+};
+
+static const struct cfg_list radius_client_list = {
+    radius_client_keys,
+    MFA_ARRAY_LEN(radius_client_keys),
+    sizeof(struct radius_client_conf),
+    offsetof(struct appconf, node.radius.nclients),
+    APPCONF_MAX_RADIUS_CLIENTS,
 };
 
 #define STR(path, field, def, flags)                                                               \
@@ -165,6 +187,15 @@ static const struct cfg_key appconf_keys[] = {
     STR("node.auth_log.spool_dir", node.auth_log.spool_dir, "/var/lib/mfa-appliance/spool", 0),
     INT("node.auth_log.batch_max", node.auth_log.batch_max, "500", 1, 10000, 0),
     INT("node.auth_log.fsync_interval_ms", node.auth_log.fsync_interval_ms, "50", 1, 10000, 0),
+    { "node.radius.enabled", CFG_BOOL, offsetof(struct appconf, node.radius.enabled), "true", 0, 0,
+      NULL, NULL, 0 },
+    STR("node.radius.balancers", node.radius.balancers, "", 0),
+    INT("node.radius.duplicate_window_ms", node.radius.duplicate_window_ms, "30000", 1000, 600000,
+        0),
+    STR("node.radius.challenge_message", node.radius.challenge_message,
+        "Enter the code sent to your phone", 0),
+    { "node.radius.clients", CFG_LIST, offsetof(struct appconf, node.radius.clients), NULL, 0, 0,
+      NULL, &radius_client_list, 0 },
 
     /* mfa-replicator */
     STR("replicator.pg_bin", replicator.pg_bin, "/usr/lib/postgresql/15/bin", 0),
@@ -201,6 +232,11 @@ static const struct cfg_key appconf_keys[] = {
         CFG_RELOADABLE),
     INT("balancer.maxconn", balancer.maxconn, "4096", 16, 1000000, CFG_RELOADABLE),
     INT("balancer.poll_interval_ms", balancer.poll_interval_ms, "1000", 100, 60000, CFG_RELOADABLE),
+    { "balancer.radius.enabled", CFG_BOOL, offsetof(struct appconf, balancer.radius.enabled),
+      "true", 0, 0, NULL, NULL, 0 },
+    STR("balancer.radius.address", balancer.radius.address, "", 0),
+    INT("balancer.radius.retransmit_window_ms", balancer.radius.retransmit_window_ms, "30000", 1000,
+        600000, 0),
 };
 
 const struct cfg_schema appconf_schema = { appconf_keys, MFA_ARRAY_LEN(appconf_keys),
@@ -233,6 +269,51 @@ static int *port_slot(struct member_ports *p, size_t i)
                      &p->node, &p->node_radius, &p->replicator, &p->postgres };
 
     return i < MFA_ARRAY_LEN(slots) ? slots[i] : NULL;
+}
+
+/* RADIUS clients, the balancer list and the front's address: numeric, in range. */
+static int validate_radius(const struct appconf *conf, const char *name, char **err)
+{
+    const char *why = NULL, *p = conf->node.radius.balancers;
+    struct netaddr_prefix prefix;
+    char addr[64];
+
+    for (size_t i = 0; i < conf->node.radius.nclients; i++) {
+        const struct radius_client_conf *c = &conf->node.radius.clients[i];
+        size_t slen = strlen(c->secret);
+
+        if (netaddr_parse_prefix(c->address, &prefix, &why) < 0)
+            return err_set(err, "%s: node.radius.clients[%zu].address: \"%.60s\": %s", name, i,
+                           c->address, why);
+        if (slen == 0 || slen > RADIUS_SECRET_MAX)
+            return err_set(err, "%s: node.radius.clients[%zu].secret: expected 1 to %d bytes", name,
+                           i, RADIUS_SECRET_MAX);
+        if (!*c->name)
+            return err_set(err, "%s: node.radius.clients[%zu].name: must not be empty", name, i);
+    }
+    while (*p) {
+        size_t len = strcspn(p, ",");
+
+        if (len == 0 || len >= sizeof(addr) || (p[len] == ',' && p[len + 1] == '\0'))
+            return err_set(err,
+                           "%s: node.radius.balancers: expected numeric addresses separated "
+                           "by commas",
+                           name);
+        memcpy(addr, p, len);
+        addr[len] = '\0';
+        if (!numeric_address(addr))
+            return err_set(err,
+                           "%s: node.radius.balancers: \"%s\" is not a numeric IPv4 or IPv6 "
+                           "address",
+                           name, addr);
+        p += len + (p[len] == ',');
+    }
+    if (*conf->balancer.radius.address && !numeric_address(conf->balancer.radius.address))
+        return err_set(err,
+                       "%s: balancer.radius.address: \"%.60s\" is not a numeric IPv4 or "
+                       "IPv6 address",
+                       name, conf->balancer.radius.address);
+    return 0;
 }
 
 /* The checks that span keys; see appconf_load(). */
@@ -283,7 +364,7 @@ static int validate(struct appconf *conf, const char *name, char **err)
     if (!appconf_local(conf))
         return err_set(err, "%s: appliance.member: \"%.40s\" is not one of cluster.members", name,
                        conf->appliance.member);
-    return 0;
+    return validate_radius(conf, name, err);
 }
 
 static int finish(int rc, struct appconf *conf, const char *name, char **err)

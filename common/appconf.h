@@ -21,8 +21,9 @@
 /* The newest file `version` this build knows (config.h: newer files warn). */
 #define APPCONF_VERSION 1
 
-#define APPCONF_DEFAULT_PATH "/etc/mfa-appliance/appliance.conf"
-#define APPCONF_MAX_MEMBERS  16
+#define APPCONF_DEFAULT_PATH       "/etc/mfa-appliance/appliance.conf"
+#define APPCONF_MAX_MEMBERS        16
+#define APPCONF_MAX_RADIUS_CLIENTS 1024
 
 enum repl_mode {
     REPL_SYNC = 0, /* admin writes wait for every live standby (remote_apply) */
@@ -38,6 +39,14 @@ enum sms_provider_kind {
 enum tls_min {
     TLS_MIN_1_2 = 0,
     TLS_MIN_1_3,
+};
+
+/* A RADIUS client (NAS) of the node: who may ask, and the secret it signs with. */
+struct radius_client_conf {
+    char *name;    /* for logs and metrics */
+    char *address; /* numeric address or prefix, "192.0.2.10" or "10.0.0.0/8" */
+    char *secret;  /* the shared secret, 1..128 bytes */
+    bool require_message_authenticator; /* drop Access-Requests without it (BlastRADIUS) */
 };
 
 /* Ports of one member; in a member entry, 0 means "the cluster's port". */
@@ -121,6 +130,14 @@ struct appconf {
             char *spool_dir;
             int batch_max, fsync_interval_ms;
         } auth_log;
+        struct {
+            bool enabled;
+            char *balancers; /* comma-separated addresses sending PROXY v2; "": every member */
+            int duplicate_window_ms; /* how long an answer is kept for retransmissions */
+            char *challenge_message; /* Reply-Message of an SMS Access-Challenge */
+            struct radius_client_conf *clients;
+            size_t nclients;
+        } radius;
     } node;
     /* mfa-replicator */
     struct {
@@ -146,6 +163,11 @@ struct appconf {
         int connect_timeout_ms, client_timeout_ms, server_timeout_ms;
         int maxconn;
         int poll_interval_ms; /* how often the health page asks every member */
+        struct {
+            bool enabled;             /* the UDP front on ports.radius */
+            char *address;            /* "": this member's address; "0.0.0.0" or "::" for any */
+            int retransmit_window_ms; /* how long a request's node is remembered */
+        } radius;
     } balancer;
 };
 

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "authlog.h"
@@ -32,8 +33,9 @@
 #include "sms.h"
 #include "users_priv.h"
 
-#define SECRET_MAX 16 /* PIN or code, as sent */
-#define SEED_MAX   128
+#define SECRET_MAX   16 /* PIN or code, as sent */
+#define PASSWORD_MAX (2 * SECRET_MAX)
+#define SEED_MAX     128
 
 enum outcome {
     OUT_ACCEPTED = 0,
@@ -71,13 +73,18 @@ struct chal_ctx {
 /* One sign-in or verification in progress. */
 struct signin {
     struct node *n;
-    struct evhttp_request *req;
+    auth_done_fn done;
+    void *done_arg;
     char username[USERS_USERNAME_MAX];
     char method[8]; /* as asked, or the user's */
     char pin[SECRET_MAX + 1];
     char otp[SECRET_MAX + 1];
-    bool has_pin, has_otp, asked_method;
+    char password[PASSWORD_MAX + 1]; /* PIN and code in one, split once the user is known */
+    bool has_pin, has_otp, has_password, asked_method;
     char client_ip[64];
+    /* for the answer */
+    int attempts_left, retry_after;
+    const char *detail;
     /* from the database */
     char phone[32];
     char pin_hash[PIN_HASH_MAX];
@@ -102,6 +109,7 @@ static void signin_free(struct signin *si)
 {
     secret_wipe(si->pin, sizeof(si->pin));
     secret_wipe(si->otp, sizeof(si->otp));
+    secret_wipe(si->password, sizeof(si->password));
     secret_wipe(si->code, sizeof(si->code));
     free(si->sealed);
     free(si);
@@ -144,35 +152,12 @@ static const char totp_mark_sql[] =
 static const char hotp_mark_sql[] = "UPDATE oath_tokens SET counter = $2 + 1"
                                     " WHERE id = $1 AND counter <= $2 RETURNING id";
 
-/* The sentence for a reason that ends in an HTTP error. */
-static const char *detail_of(const char *reason)
-{
-    static const struct {
-        const char *reason, *detail;
-    } details[] = {
-        { "throttled", "too many failed sign-ins from this address; wait and retry" },
-        { "sms_rate_limited", "too many codes sent to this user or phone this hour" },
-        { "sms_cap_reached", "the cluster's SMS budget for this hour is spent" },
-        { "sms_failed", "the code could not be sent" },
-        { "database_unavailable", "the local database does not answer; try again" },
-        { "token_unusable", "the token cannot be used; see the node's log" },
-        { "challenge_expired", "the challenge expired or was used; start the sign-in again" },
-    };
-
-    for (size_t i = 0; reason && i < MFA_ARRAY_LEN(details); i++) {
-        if (strcmp(details[i].reason, reason) == 0)
-            return details[i].detail;
-    }
-    return "the sign-in could not be completed";
-}
-
 /*
- * Records the decision in the auth log and answers. The record is in the
- * spool before the reply goes out; if it cannot be written, the answer is an
- * error, never an acceptance that left no trace.
+ * Records the decision in the auth log and hands it to the caller. The
+ * record is in the spool before the answer goes out; if it cannot be
+ * written, the answer is an error, never an acceptance that left no trace.
  */
-static void finish(struct signin *si, enum outcome out, const char *reason, int status,
-                   json_t *extra)
+static void finish(struct signin *si, enum outcome out, const char *reason, int status)
 {
     struct auth *a = auth_of(si->n);
     const struct member_conf *me = appconf_local(node_conf(si->n));
@@ -187,41 +172,36 @@ static void finish(struct signin *si, enum outcome out, const char *reason, int 
         .challenge_id = *si->challenge_id ? si->challenge_id : NULL,
         .at_ms = (int64_t)clock_wall_ms(),
     };
+    struct auth_result res = {
+        .outcome = (enum auth_outcome)out,
+        .outcome_name = outcome_names[out],
+        .method = si->method,
+        .reason = reason,
+        .http_status = status,
+        .challenge_id = out == OUT_CHALLENGE ? si->challenge_id : NULL,
+        .expires_in = out == OUT_CHALLENGE ? node_conf(si->n)->node.challenge.ttl : 0,
+        .attempts_left = si->attempts_left,
+        .retry_after = si->retry_after,
+        .detail = si->detail,
+    };
     char *err = NULL;
-    json_t *body;
 
     if (authlog_append(a->log, &r, &err) < 0) {
         log_error("authlog.append_failed err=%s", err);
         free(err);
-        json_decref(extra);
-        a->outcomes[OUT_ERROR]++;
-        http_reply_error(si->req, 503, "unavailable",
-                         "the sign-in could not be recorded; try again");
-        signin_free(si);
-        return;
+        res = (struct auth_result){
+            .outcome = AUTH_ERROR,
+            .outcome_name = outcome_names[OUT_ERROR],
+            .method = si->method,
+            .reason = "unrecorded",
+            .http_status = 503,
+            .attempts_left = -1,
+            .detail = "the sign-in could not be recorded; try again",
+        };
+        out = OUT_ERROR;
     }
     a->outcomes[out]++;
-    body = json_pack("{s:s, s:s}", "result", outcome_names[out], "method", si->method);
-    if (reason)
-        json_object_set_new(body, "reason", json_string(reason));
-    /* An HTTP error is also an error in the API's uniform form. */
-    if (status >= 400 && !json_object_get(extra, "error")) {
-        json_object_set_new(body, "error", json_string(reason ? reason : "error"));
-        if (!json_object_get(extra, "detail"))
-            json_object_set_new(body, "detail", json_string(detail_of(reason)));
-    }
-    if (status == 429 && json_object_get(extra, "retry_after")) {
-        char retry[16];
-
-        snprintf(retry, sizeof(retry), "%lld",
-                 (long long)json_integer_value(json_object_get(extra, "retry_after")));
-        evhttp_add_header(evhttp_request_get_output_headers(si->req), "Retry-After", retry);
-    }
-    if (extra) {
-        json_object_update(body, extra);
-        json_decref(extra);
-    }
-    http_reply_json(si->req, status, body);
+    si->done(si->done_arg, &res);
     signin_free(si);
 }
 
@@ -275,7 +255,7 @@ static void clear_failures(struct signin *si)
 static void reject(struct signin *si, const char *reason)
 {
     count_failure(si);
-    finish(si, OUT_REJECTED, reason, 200, NULL);
+    finish(si, OUT_REJECTED, reason, 200);
 }
 
 /*
@@ -321,7 +301,7 @@ static void mark_done(void *arg, const PGresult *res, const char *err)
         return;
     }
     clear_failures(si);
-    finish(si, OUT_ACCEPTED, NULL, 200, NULL);
+    finish(si, OUT_ACCEPTED, NULL, 200);
 }
 
 /* Marks the matched step or counter used, cluster-wide when it can. */
@@ -353,7 +333,7 @@ static void mark_used(struct signin *si)
         return;
     }
     clear_failures(si);
-    finish(si, OUT_ACCEPTED, NULL, 200, NULL);
+    finish(si, OUT_ACCEPTED, NULL, 200);
 }
 
 static void check_token(struct signin *si)
@@ -379,7 +359,7 @@ static void check_token(struct signin *si)
             0) {
         log_error("auth.token_unusable serial=%s err=%s", si->serial, err ? err : "bad algorithm");
         free(err);
-        finish(si, OUT_ERROR, "token_unusable", 500, NULL);
+        finish(si, OUT_ERROR, "token_unusable", 500);
         return;
     }
     if (strcmp(si->kind, "totp") == 0) {
@@ -419,15 +399,14 @@ static void sms_done(void *arg, bool ok, const char *error)
         log_warn("sms.failed user=%s phone=%s err=%s", si->username,
                  log_mask_phone(si->phone, masked, sizeof(masked)), error);
         chal_cancel(a->chal, si->challenge_id);
-        finish(si, OUT_ERROR, "sms_failed", 502, json_pack("{s:s}", "detail", error));
+        si->detail = error;
+        finish(si, OUT_ERROR, "sms_failed", 502);
         return;
     }
     /* Counted here already when the challenge was made; this is the cluster's count. */
     if (nodedb_write(si->n->db, sql, 3, params, PGCONN_SYNC_OFF, write_done, what_sms, NULL) != 0)
         log_debug("sms.count_deferred user=%s", si->username);
-    finish(si, OUT_CHALLENGE, NULL, 200,
-           json_pack("{s:s, s:i}", "challenge_id", si->challenge_id, "expires_in",
-                     node_conf(si->n)->node.challenge.ttl));
+    finish(si, OUT_CHALLENGE, NULL, 200);
 }
 
 static int max_int(int a, int b)
@@ -462,12 +441,12 @@ static void start_sms(struct signin *si)
     if (user_n >=
             (offline ? c->node.sms.offline_per_user_per_hour : c->node.sms.per_user_per_hour) ||
         phone_n >= c->node.sms.per_phone_per_hour) {
-        finish(si, OUT_REJECTED, "sms_rate_limited", 429, NULL);
+        finish(si, OUT_REJECTED, "sms_rate_limited", 429);
         return;
     }
     if (max_int(si->sms_cluster, node_n) >= c->node.sms.cluster_per_hour ||
         (offline && node_n >= c->node.sms.offline_node_per_hour)) {
-        finish(si, OUT_ERROR, "sms_cap_reached", 503, NULL);
+        finish(si, OUT_ERROR, "sms_cap_reached", 503);
         return;
     }
     snprintf(ctx.client_ip, sizeof(ctx.client_ip), "%.45s", si->client_ip);
@@ -481,7 +460,7 @@ static void start_sms(struct signin *si)
         if (*si->challenge_id)
             chal_cancel(a->chal, si->challenge_id);
         secret_wipe(si->code, sizeof(si->code));
-        finish(si, OUT_ERROR, "sms_failed", 503, NULL);
+        finish(si, OUT_ERROR, "sms_failed", 503);
         return;
     }
     ratelimit_sms_note(a->limits, si->username, si->phone, offline, wall);
@@ -494,13 +473,42 @@ static void copy_col(const PGresult *res, int col, char *out, size_t size)
     snprintf(out, size, "%s", PQgetisnull(res, 0, col) ? "" : PQgetvalue(res, 0, col));
 }
 
+/*
+ * Reads a RADIUS password by the user's method: SMS takes the PIN; a token
+ * takes the PIN followed by the code (its last <digits> characters), or the
+ * code alone when the user has no PIN. Too short for both: all of it is the
+ * PIN, and the sign-in then fails for want of a code.
+ */
+static void split_password(struct signin *si)
+{
+    size_t len = strlen(si->password);
+    size_t digits = si->has_token ? (size_t)si->digits : 6;
+    size_t pin_len = len;
+
+    if (strcmp(si->method, "sms") != 0) {
+        if (!si->has_pin_hash)
+            pin_len = 0;
+        else if (len > digits)
+            pin_len = len - digits;
+    }
+    if (!si->has_pin_hash && strcmp(si->method, "sms") == 0)
+        pin_len = 0; /* no PIN to check; the code decides */
+    si->has_pin = si->has_pin_hash && pin_len > 0 && pin_len <= SECRET_MAX;
+    if (si->has_pin)
+        snprintf(si->pin, sizeof(si->pin), "%.*s", (int)pin_len, si->password);
+    si->has_otp = len > pin_len && len - pin_len <= SECRET_MAX && strcmp(si->method, "sms") != 0;
+    if (si->has_otp)
+        snprintf(si->otp, sizeof(si->otp), "%s", si->password + pin_len);
+    secret_wipe(si->password, sizeof(si->password));
+}
+
 static void user_loaded(void *arg, const PGresult *res, const char *err)
 {
     struct signin *si = arg;
 
     if (err) {
         log_error("auth.read_failed err=%s", err);
-        finish(si, OUT_ERROR, "database_unavailable", 503, NULL);
+        finish(si, OUT_ERROR, "database_unavailable", 503);
         return;
     }
     if (PQntuples(res) == 0) {
@@ -537,8 +545,10 @@ static void user_loaded(void *arg, const PGresult *res, const char *err)
         reject(si, "disabled");
         return;
     }
+    if (si->has_password)
+        split_password(si);
     if (locked_out(si)) {
-        finish(si, OUT_REJECTED, "locked_out", 200, NULL);
+        finish(si, OUT_REJECTED, "locked_out", 200);
         return;
     }
     if (si->has_pin_hash) {
@@ -561,61 +571,20 @@ static void user_loaded(void *arg, const PGresult *res, const char *err)
         check_token(si);
 }
 
-/* Reads an optional string member <key> of at most <max> bytes into <out>. */
-static int get_str(json_t *body, const char *key, char *out, size_t max, bool *present,
-                   const char **bad)
+/* ---- the engine's entry points ---- */
+
+static struct signin *signin_new(struct node *n, const char *client_ip, auth_done_fn done,
+                                 void *arg)
 {
-    json_t *v = json_object_get(body, key);
+    struct signin *si = calloc(1, sizeof(*si));
 
-    *present = v != NULL && !json_is_null(v);
-    if (!*present)
-        return 0;
-    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > max ||
-        strlen(json_string_value(v)) != json_string_length(v)) {
-        *bad = key;
-        return -1;
-    }
-    memcpy(out, json_string_value(v), json_string_length(v) + 1);
-    return 0;
-}
-
-/* Drops the request body, clearing the PIN and code in it and in the parse. */
-static void drop_body(struct evhttp_request *req, json_t *body)
-{
-    secret_wipe_str(json_string_value(json_object_get(body, "pin")));
-    secret_wipe_str(json_string_value(json_object_get(body, "otp")));
-    json_decref(body);
-    http_wipe_body(req);
-}
-
-static bool valid_ip(const char *s)
-{
-    unsigned char buf[sizeof(struct in6_addr)];
-
-    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
-}
-
-/* Common start of both requests: authorize, read the body, throttle. */
-static struct signin *begin(struct node *n, struct evhttp_request *req, json_t **body)
-{
-    char actor[130], peer[64];
-    struct signin *si;
-
-    if (!node_authorize(n, req, APIKEY_AUTH, actor, sizeof(actor)))
+    if (!si)
         return NULL;
-    *body = http_read_json(req);
-    if (!*body)
-        return NULL;
-    si = calloc(1, sizeof(*si));
-    if (!si) {
-        json_decref(*body);
-        http_reply_error(req, 500, "internal", "out of memory");
-        return NULL;
-    }
     si->n = n;
-    si->req = req;
-    snprintf(si->client_ip, sizeof(si->client_ip), "%s",
-             http_peer_address(req, peer, sizeof(peer)));
+    si->done = done;
+    si->done_arg = arg;
+    si->attempts_left = -1;
+    snprintf(si->client_ip, sizeof(si->client_ip), "%s", client_ip);
     return si;
 }
 
@@ -627,52 +596,45 @@ static bool throttled(struct signin *si)
     if (!ratelimit_throttled(auth_of(si->n)->limits, si->client_ip,
                              c->node.lockout.per_address_per_minute, clock_mono_ms(), &retry))
         return false;
-    finish(si, OUT_REJECTED, "throttled", 429, json_pack("{s:i}", "retry_after", retry));
+    si->retry_after = retry;
+    finish(si, OUT_REJECTED, "throttled", 429);
     return true;
 }
 
-void auth_handle_auth(struct evhttp_request *req, void *arg)
+/* Copies an optional secret; false when it is longer than <size> - 1. */
+static bool take_secret(const char *from, char *to, size_t size, bool *present)
 {
-    struct node *n = arg;
-    const char *bad = NULL, *params[4];
-    char window[16], ip[64], *err = NULL;
-    bool present;
-    json_t *body;
-    struct signin *si = begin(n, req, &body);
+    *present = from != NULL;
+    if (!from)
+        return true;
+    if (strlen(from) >= size)
+        return false;
+    memcpy(to, from, strlen(from) + 1);
+    return true;
+}
+
+int auth_signin(struct node *n, const struct auth_request *rq, auth_done_fn done, void *arg)
+{
+    struct signin *si = signin_new(n, rq->client_ip, done, arg);
+    const char *params[4];
+    char window[16], *err = NULL;
+    bool too_long;
 
     if (!si)
-        return;
-    if (get_str(body, "username", si->username, sizeof(si->username) - 1, &present, &bad) < 0 ||
-        !present || users_check_username("username", si->username, NULL) < 0)
-        bad = "username";
-    else if (get_str(body, "method", si->method, sizeof(si->method) - 1, &si->asked_method, &bad) <
-                 0 ||
-             (si->asked_method && strcmp(si->method, "sms") && strcmp(si->method, "totp") &&
-              strcmp(si->method, "hotp")))
-        bad = "method";
-    else if (get_str(body, "pin", si->pin, SECRET_MAX, &si->has_pin, &bad) < 0 ||
-             get_str(body, "otp", si->otp, SECRET_MAX, &si->has_otp, &bad) < 0)
-        ;
-    else if (get_str(body, "client_ip", ip, sizeof(ip) - 1, &present, &bad) < 0 ||
-             (present && !valid_ip(ip)))
-        bad = "client_ip";
-    else if (present)
-        snprintf(si->client_ip, sizeof(si->client_ip), "%s", ip);
-    drop_body(req, body);
-    if (bad) {
-        http_reply_error(req, 400, "bad_request", "%s: expected %s", bad,
-                         strcmp(bad, "method") == 0      ? "\"sms\", \"totp\" or \"hotp\""
-                         : strcmp(bad, "client_ip") == 0 ? "an IPv4 or IPv6 address"
-                         : strcmp(bad, "username") == 0
-                             ? "a string of 1 to 128 characters, no spaces or controls"
-                             : "a non-empty string of at most 16 characters");
-        signin_free(si);
-        return;
-    }
-    if (!si->asked_method)
-        snprintf(si->method, sizeof(si->method), "-");
+        return -1;
+    snprintf(si->username, sizeof(si->username), "%s", rq->username);
+    si->asked_method = rq->method != NULL;
+    snprintf(si->method, sizeof(si->method), "%s", rq->method ? rq->method : "-");
+    too_long = !take_secret(rq->pin, si->pin, sizeof(si->pin), &si->has_pin) ||
+               !take_secret(rq->otp, si->otp, sizeof(si->otp), &si->has_otp) ||
+               !take_secret(rq->password, si->password, sizeof(si->password), &si->has_password);
     if (throttled(si))
-        return;
+        return 0;
+    if (too_long) {
+        /* Longer than any PIN and code: wrong, and counted as such. */
+        reject(si, si->has_password ? "wrong_pin" : "bad_secret");
+        return 0;
+    }
     snprintf(window, sizeof(window), "%d", node_conf(n)->node.lockout.duration);
     params[0] = si->username;
     params[1] = si->client_ip;
@@ -681,122 +643,84 @@ void auth_handle_auth(struct evhttp_request *req, void *arg)
     if (nodedb_read_prepared(n->db, "auth_user", 4, params, user_loaded, si, &err) < 0) {
         log_error("auth.read_failed err=%s", err);
         free(err);
-        finish(si, OUT_ERROR, "database_unavailable", 503, NULL);
+        finish(si, OUT_ERROR, "database_unavailable", 503);
     }
+    return 0;
 }
 
-/* The challenge id in /api/v1/challenges/<id>[/verify], or NULL after a 4xx reply. */
-static const char *challenge_id(struct node *n, struct evhttp_request *req, char *path, size_t size,
-                                bool verify)
+int auth_verify(struct node *n, const char *challenge_id, const char *otp, const char *username,
+                bool end_on_wrong, const char *client_ip, auth_done_fn done, void *arg)
 {
-    char *id, *slash;
-
-    http_request_path(req, path, size);
-    id = path + strlen("/api/v1/challenges/");
-    slash = strchr(id, '/');
-
-    if (verify != (slash && strcmp(slash, "/verify") == 0)) {
-        http_reply_error(req, 404, "not_found", "no such resource");
-        return NULL;
-    }
-    if (slash)
-        *slash = '\0';
-    if (!id_valid(id)) {
-        http_reply_error(req, 400, "bad_request", "not a challenge id");
-        return NULL;
-    }
-    if (!id_belongs_to(id, n->id)) {
-        /* Its node is gone, or the balancer sent it astray: start again. */
-        http_reply_error(req, 410, "challenge_expired",
-                         "this challenge is not known here; start the sign-in again");
-        return NULL;
-    }
-    return id;
-}
-
-void auth_handle_verify(struct evhttp_request *req, void *arg)
-{
-    struct node *n = arg;
     struct auth *a = auth_of(n);
-    char path[256];
-    const char *id, *bad = NULL;
+    struct signin *si = signin_new(n, client_ip, done, arg);
     struct chal_info info;
     enum chal_result r;
-    bool present;
-    json_t *body;
-    struct signin *si;
+    bool pending = false;
 
-    id = challenge_id(n, req, path, sizeof(path), true);
-    if (!id || !(si = begin(n, req, &body)))
-        return;
-    snprintf(si->challenge_id, sizeof(si->challenge_id), "%s", id);
+    if (!si)
+        return -1;
     snprintf(si->method, sizeof(si->method), "sms");
-    if (get_str(body, "otp", si->otp, SECRET_MAX, &present, &bad) < 0 || !present) {
-        drop_body(req, body);
-        http_reply_error(req, 400, "bad_request", "otp: expected the code as a string");
-        signin_free(si);
-        return;
-    }
-    drop_body(req, body);
+    snprintf(si->username, sizeof(si->username), "%s", username ? username : "-");
+    if (id_valid(challenge_id))
+        snprintf(si->challenge_id, sizeof(si->challenge_id), "%s", challenge_id);
     /* The person's address and earlier failures, from when the challenge was made. */
-    if (chal_state(a->chal, si->challenge_id, clock_mono_ms(), &info) == CHAL_ST_PENDING &&
-        info.data_len == sizeof(struct chal_ctx)) {
-        struct chal_ctx ctx;
+    if (*si->challenge_id &&
+        chal_state(a->chal, si->challenge_id, clock_mono_ms(), &info) == CHAL_ST_PENDING) {
+        pending = true;
+        if (info.data_len == sizeof(struct chal_ctx)) {
+            struct chal_ctx ctx;
 
-        memcpy(&ctx, info.data, sizeof(ctx));
-        snprintf(si->client_ip, sizeof(si->client_ip), "%s", ctx.client_ip);
-        si->failures = ctx.had_failures;
+            memcpy(&ctx, info.data, sizeof(ctx));
+            snprintf(si->client_ip, sizeof(si->client_ip), "%s", ctx.client_ip);
+            si->failures = ctx.had_failures;
+        }
     }
     if (throttled(si))
-        return;
-    r = chal_verify(a->chal, si->challenge_id, si->otp, clock_mono_ms(), &info);
-    secret_wipe(si->otp, sizeof(si->otp));
+        return 0;
+    if (!pending) {
+        finish(si, OUT_REJECTED, "challenge_expired", 410);
+        return 0;
+    }
+    if (username && strcasecmp(username, info.username) != 0) {
+        /* Someone else's challenge: not this user's to answer. */
+        reject(si, "challenge_user_mismatch");
+        return 0;
+    }
+    r = chal_verify(a->chal, si->challenge_id, otp, clock_mono_ms(), &info);
     if (r == CHAL_EXPIRED || r == CHAL_UNKNOWN) {
-        snprintf(si->username, sizeof(si->username), "-");
-        finish(si, OUT_REJECTED, "challenge_expired", 410,
-               json_pack("{s:s, s:s}", "error", "challenge_expired", "detail",
-                         "the challenge expired or was used; start the sign-in again"));
-        return;
+        finish(si, OUT_REJECTED, "challenge_expired", 410);
+        return 0;
     }
     snprintf(si->username, sizeof(si->username), "%.128s", info.username);
     snprintf(si->method, sizeof(si->method), "%.7s", info.method);
     if (r == CHAL_ACCEPTED) {
         clear_failures(si);
-        finish(si, OUT_ACCEPTED, NULL, 200, NULL);
+        finish(si, OUT_ACCEPTED, NULL, 200);
     } else if (r == CHAL_REJECTED) {
+        if (end_on_wrong)
+            chal_cancel(a->chal, si->challenge_id);
         count_failure(si);
-        finish(si, OUT_REJECTED, "wrong_code", 200,
-               json_pack("{s:i}", "attempts_left", info.attempts_left));
+        si->attempts_left = end_on_wrong ? 0 : info.attempts_left;
+        finish(si, OUT_REJECTED, "wrong_code", 200);
     } else {
         reject(si, "attempts_exhausted");
     }
+    return 0;
 }
 
-void auth_handle_challenge(struct evhttp_request *req, void *arg)
+size_t auth_challenge_state(const struct node *n, const char *id, char *method, size_t msize,
+                            uint64_t *expires_in_s, bool *accepted)
 {
-    struct node *n = arg;
-    char path[256], actor[130];
     struct chal_info info;
-    const char *id;
-    enum chal_status st;
+    enum chal_status st = chal_state(auth_of(n)->chal, id, clock_mono_ms(), &info);
+    uint64_t now = clock_mono_ms();
 
-    if (!node_authorize(n, req, APIKEY_AUTH, actor, sizeof(actor)))
-        return;
-    id = challenge_id(n, req, path, sizeof(path), false);
-    if (!id)
-        return;
-    st = chal_state(auth_of(n)->chal, id, clock_mono_ms(), &info);
-    if (st == CHAL_ST_GONE) {
-        http_reply_error(req, 410, "challenge_expired",
-                         "the challenge expired or was used; start the sign-in again");
-        return;
-    }
-    http_reply_json(req, 200,
-                    json_pack("{s:s, s:s, s:s, s:I}", "challenge_id", id, "state",
-                              chal_status_name(st), "method", info.method, "expires_in",
-                              (json_int_t)(info.expires_ms > clock_mono_ms()
-                                               ? (info.expires_ms - clock_mono_ms()) / 1000
-                                               : 0)));
+    if (st == CHAL_ST_GONE)
+        return 0;
+    snprintf(method, msize, "%s", info.method);
+    *expires_in_s = info.expires_ms > now ? (info.expires_ms - now) / 1000 : 0;
+    *accepted = st == CHAL_ST_ACCEPTED;
+    return 1;
 }
 
 /* ---- lifecycle ---- */

@@ -1,6 +1,7 @@
 /*
- * Sign-in: POST /api/v1/auth, POST /api/v1/challenges/{id}/verify and GET
- * /api/v1/challenges/{id} (DESIGN §4), auth scope.
+ * Sign-in (DESIGN §4): one engine, answered over the HTTP API (POST
+ * /api/v1/auth, POST /api/v1/challenges/{id}/verify and GET
+ * /api/v1/challenges/{id}, auth scope) and RADIUS (radius.h).
  *
  * A sign-in reads the user, their token and their failure counts from the
  * local database (primary or standby), so it works without a primary. The
@@ -20,7 +21,9 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "mem.h"
 #include "node.h"
@@ -45,6 +48,78 @@ size_t auth_live_challenges(const struct node *n);
 /* Adds the sign-in metrics and /status fields. */
 void auth_metrics(const struct node *n, struct evbuffer *out);
 void auth_status(const struct node *n, json_t *status);
+
+/* ---- the sign-in engine: the HTTP API (auth_http.c) and RADIUS (radius.c) ---- */
+
+enum auth_outcome {
+    AUTH_ACCEPTED = 0,
+    AUTH_REJECTED,
+    AUTH_CHALLENGE,
+    AUTH_ERROR,
+};
+
+/* What a sign-in decided; valid only during the auth_done_fn call. */
+struct auth_result {
+    enum auth_outcome outcome;
+    const char *outcome_name; /* "accepted", "rejected", "challenge", "error" */
+    const char *method;       /* "sms", "totp", "hotp", or "-" before it was known */
+    const char *reason;       /* why it was rejected or failed; NULL otherwise */
+    int http_status;          /* the API's status for this answer */
+    const char *challenge_id; /* AUTH_CHALLENGE: the id that only this node verifies */
+    int expires_in;           /* AUTH_CHALLENGE: seconds */
+    int attempts_left;        /* a wrong code on a challenge; -1 when it does not apply */
+    int retry_after;          /* reason "throttled": seconds; 0 otherwise */
+    const char *detail;       /* a sentence for the caller, or NULL */
+};
+
+/*
+ * Runs once per sign-in, after the decision is in the auth log spool (or,
+ * with reason "unrecorded", when it could not be: the caller must not
+ * accept then — the outcome is AUTH_ERROR).
+ */
+typedef void (*auth_done_fn)(void *arg, const struct auth_result *r);
+
+struct auth_request {
+    const char *username;  /* checked by the caller (users_check_username) */
+    const char *method;    /* "sms", "totp", "hotp", or NULL: the user's own */
+    const char *pin, *otp; /* NULL when absent */
+    /*
+     * Instead of pin and otp (RADIUS PAP's one User-Password): the PIN for
+     * SMS; for TOTP and HOTP the PIN followed by the code — its last
+     * <digits> characters — or just the code when the user has no PIN.
+     */
+    const char *password;
+    const char *client_ip; /* numeric: the person signing in, or the caller */
+};
+
+/*
+ * Starts a sign-in. <done> runs exactly once, possibly before this returns.
+ * Returns 0, or -1 (out of memory) without calling <done>. The secrets in
+ * <rq> are copied; the caller wipes its own.
+ */
+int auth_signin(struct node *n, const struct auth_request *rq, auth_done_fn done, void *arg);
+
+/*
+ * Checks <otp> against challenge <challenge_id> (untrusted text). With
+ * <username> (RADIUS's User-Name) the challenge must be that user's. With
+ * <end_on_wrong> a wrong code also ends the challenge (a RADIUS Reject ends
+ * the exchange; the API lets the caller retry). An id of another node, or
+ * one that expired or was used, is rejected with reason "challenge_expired".
+ * <client_ip> stands for the person when the challenge does not say. <done>
+ * as for auth_signin().
+ */
+int auth_verify(struct node *n, const char *challenge_id, const char *otp, const char *username,
+                bool end_on_wrong, const char *client_ip, auth_done_fn done, void *arg);
+
+/*
+ * For pollers of challenge <id>: returns 1 and fills <method>, the seconds
+ * left and whether it was accepted, or 0 when it is gone (expired, used,
+ * never made here).
+ */
+size_t auth_challenge_state(const struct node *n, const char *id, char *method, size_t msize,
+                            uint64_t *expires_in_s, bool *accepted);
+
+/* ---- the HTTP API (auth_http.c) ---- */
 
 void auth_handle_auth(struct evhttp_request *req, void *arg);
 void auth_handle_verify(struct evhttp_request *req, void *arg);

@@ -1,7 +1,8 @@
 /*
  * mfa-node: the MFA server. Wires the subsystems onto the daemon skeleton:
  * the key file, the database connections (reads local, writes to the
- * primary), API keys, the sign-in subsystems and the HTTP API.
+ * primary), API keys, the sign-in subsystems, the HTTP API and the RADIUS
+ * server.
  *
  * Process endpoints, no API key: GET /health (the process answers), GET
  * /ready (the local database answers: HAProxy's health check), GET /status
@@ -24,6 +25,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "node.h"
+#include "radius_server.h"
 #include "users.h"
 #include "worker.h"
 
@@ -59,6 +61,7 @@ static json_t *status_json(struct node *n)
         (json_int_t)st.lag_bytes, "clock_offset_s", st.clock_offset_s, "draining",
         daemon_draining(n->d), "uptime_s", (json_int_t)((clock_mono_ms() - n->started_ms) / 1000));
     auth_status(n, out);
+    radius_server_status(n->radius, out);
     return out;
 }
 
@@ -85,6 +88,7 @@ static void handle_metrics(struct evhttp_request *req, void *arg)
                    "Seconds since the last replayed commit on a standby (-1: primary).",
                    st.replay_lag_s);
     auth_metrics(n, out);
+    radius_server_metrics(n->radius, out);
     metrics_family(out, "mfa_http_responses_total", METRIC_COUNTER, "HTTP responses by class.");
     for (int i = 1; i <= 5; i++) {
         char cls[4] = { (char)('0' + i), 'x', 'x', '\0' };
@@ -153,6 +157,9 @@ static int start(struct daemon *d, char **err)
     if (!n->http)
         return -1;
     log_notice("node.listening address=%s port=%d", me->address, me->ports.node);
+    n->radius = radius_server_new(n, err);
+    if (!n->radius && *err)
+        return -1;
     return 0;
 }
 
@@ -167,6 +174,7 @@ static void tick(struct daemon *d)
         apikeys_tick(n->apikeys);
     }
     auth_tick(n);
+    radius_server_tick(n->radius);
 }
 
 static void stop_listening(struct daemon *d)
@@ -174,13 +182,14 @@ static void stop_listening(struct daemon *d)
     struct node *n = daemon_arg(d);
 
     http_server_stop_listening(n->http);
+    radius_server_stop_listening(n->radius);
 }
 
 static size_t in_flight(struct daemon *d)
 {
     struct node *n = daemon_arg(d);
 
-    return http_server_in_flight(n->http);
+    return http_server_in_flight(n->http) + radius_server_in_flight(n->radius);
 }
 
 /*
@@ -198,6 +207,9 @@ static void stop(struct daemon *d)
     nodedb_free(n->db);
     n->db = NULL;
     auth_stop(n);
+    /* After the sign-in engine: its last callbacks answered through it. */
+    radius_server_free(n->radius);
+    n->radius = NULL;
     apikeys_free(n->apikeys);
     n->apikeys = NULL;
     http_server_free(n->http);

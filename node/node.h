@@ -20,6 +20,7 @@ struct apikeys;
 struct nodedb;
 struct worker_pool;
 struct http_server;
+struct radius_server;
 
 enum apikey_scope {
     APIKEY_AUTH = 0, /* sign-ins: /api/v1/auth and challenges */
@@ -34,7 +35,8 @@ struct node {
     struct nodedb *db;
     struct apikeys *apikeys;
     struct http_server *http;
-    void *auth; /* the sign-in subsystems (auth.c) */
+    struct radius_server *radius; /* NULL when node.radius.enabled is false */
+    void *auth;                   /* the sign-in subsystems (auth.c) */
     uint64_t started_ms;
 };
 

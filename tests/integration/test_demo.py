@@ -54,6 +54,22 @@ def test_demo_cluster_end_to_end():
         st, doc = lb.api("POST", f"/api/v1/challenges/{doc['challenge_id']}/verify",
                          {"otp": code}, key=info["auth_api_key"])
         assert (st, doc["result"]) == (200, "accepted"), doc
+        # The RADIUS sign-in exactly as printed: radclient through the balancer.
+        lines = p.stdout.splitlines()
+        cmds = [line.strip() + " " + lines[i + 1].strip() for i, line in enumerate(lines)
+                if line.strip().startswith("printf 'User-Name")]
+        assert len(cmds) == 2, p.stdout
+        out = subprocess.run(["bash", "-c", cmds[0]], capture_output=True, text=True,
+                             timeout=60).stdout
+        assert "Received Access-Challenge" in out, out
+        state = re.search(r"State = (0x[0-9a-f]+)", out).group(1)
+        node = c.by_id[bytes.fromhex(state[2:]).decode().split("-", 1)[0]]
+        text = [m for m in node.sms() if m["to"] == user["phone"]][-1]["text"]
+        code = re.match(r"(\d{6})\b", text).group(1)
+        out = subprocess.run(["bash", "-c", cmds[1].replace("<code>", code)
+                              .replace("<State>", state)], capture_output=True, text=True,
+                             timeout=60).stdout
+        assert "Received Access-Accept" in out, out
         # Twice is safe: the second run finds it running.
         p = demo(env, "up", build)
         assert p.returncode == 0 and "already running" in p.stdout

@@ -1,6 +1,7 @@
 /*
  * The appliance configuration file: defaults, member port inheritance, and
- * the checks that span keys, each error naming the file and the key.
+ * the checks that span keys (among them the RADIUS clients and balancers),
+ * each error naming the file and the key.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +16,7 @@
 
 #include "appconf.h"
 #include "log.h"
+#include "radius.h"
 
 #define MEMBERS3                                                                                   \
     "  members = ( { id = \"n1\"; address = \"127.0.0.1\"; },\n"                                   \
@@ -112,6 +114,123 @@ static void test_errors(void **state)
         "nodes: unknown key");
 }
 
+/* A valid cluster with <node> inside "node = { ... };" */
+#define WITH_NODE(node)                                                                            \
+    "cluster = { name = \"c\"; members = ( { id = \"n1\"; address = \"10.0.0.1\"; } ); };"         \
+    "appliance = { member = \"n1\"; }; node = { " node " };"
+
+static void test_radius_defaults(void **state)
+{
+    struct appconf c = { 0 };
+    char *err = NULL;
+
+    (void)state;
+    assert_int_equal(appconf_load_string(good, "a.conf", &c, NULL, NULL, &err), 0);
+    assert_true(c.node.radius.enabled);
+    assert_string_equal(c.node.radius.balancers, "");
+    assert_int_equal(c.node.radius.duplicate_window_ms, 30000);
+    assert_string_equal(c.node.radius.challenge_message, "Enter the code sent to your phone");
+    assert_int_equal(c.node.radius.nclients, 0);
+    assert_true(c.balancer.radius.enabled);
+    assert_string_equal(c.balancer.radius.address, "");
+    assert_int_equal(c.balancer.radius.retransmit_window_ms, 30000);
+    appconf_free(&c);
+}
+
+static void test_radius_clients(void **state)
+{
+    static const char text[] = WITH_NODE(
+        "radius = { balancers = \"127.0.0.1,::1\"; duplicate_window_ms = 5000;"
+        "  clients = ( { name = \"vpn\"; address = \"10.0.0.0/8\"; secret = \"s3cret\"; },"
+        "              { name = \"rdg\"; address = \"2001:db8::7\"; secret = \"x\";"
+        "                require_message_authenticator = false; } ); };");
+    struct appconf c = { 0 };
+    char *err = NULL;
+
+    (void)state;
+    if (appconf_load_string(text, "a.conf", &c, NULL, NULL, &err) != 0)
+        fail_msg("refused: %s", err);
+    assert_string_equal(c.node.radius.balancers, "127.0.0.1,::1");
+    assert_int_equal(c.node.radius.duplicate_window_ms, 5000);
+    assert_int_equal(c.node.radius.nclients, 2);
+    assert_string_equal(c.node.radius.clients[0].name, "vpn");
+    assert_string_equal(c.node.radius.clients[0].address, "10.0.0.0/8");
+    assert_string_equal(c.node.radius.clients[0].secret, "s3cret");
+    assert_true(c.node.radius.clients[0].require_message_authenticator); /* the default */
+    assert_string_equal(c.node.radius.clients[1].address, "2001:db8::7");
+    assert_false(c.node.radius.clients[1].require_message_authenticator);
+    appconf_free(&c);
+}
+
+/* A client entry with <address> and <secret>, in a full file. */
+static char *client_conf(const char *address, const char *secret)
+{
+    static const char fmt[] = WITH_NODE("radius = { clients = ( { name = \"vpn\"; address = "
+                                        "\"%s\"; secret = \"%s\"; } ); };");
+    size_t size = sizeof(fmt) + strlen(address) + strlen(secret);
+    char *text = malloc(size);
+
+    assert_non_null(text);
+    snprintf(text, size, fmt, address, secret);
+    return text;
+}
+
+static void expect_client_error(const char *address, const char *secret, const char *part)
+{
+    char *text = client_conf(address, secret);
+
+    expect_error(text, part);
+    free(text);
+}
+
+static void test_radius_errors(void **state)
+{
+    char secret[RADIUS_SECRET_MAX + 2];
+    struct appconf c = { 0 };
+    char *text, *err = NULL;
+
+    (void)state;
+    expect_client_error("10.0.0.1/8", "s",
+                        "node.radius.clients[0].address: \"10.0.0.1/8\": address has bits set "
+                        "past the prefix length");
+    expect_client_error("foo", "s",
+                        "node.radius.clients[0].address: \"foo\": not a numeric IPv4 or IPv6 "
+                        "address");
+    expect_client_error("10.0.0.0/33", "s", "prefix length is not a number from 0 to 32");
+    expect_client_error("10.0.0.0/8", "", "node.radius.clients[0].secret: expected 1 to 128 bytes");
+    /* 128 bytes are fine, 129 are not */
+    memset(secret, 'k', sizeof(secret));
+    secret[RADIUS_SECRET_MAX] = '\0';
+    text = client_conf("10.0.0.0/8", secret);
+    if (appconf_load_string(text, "a.conf", &c, NULL, NULL, &err) != 0)
+        fail_msg("refused: %s", err);
+    assert_int_equal(strlen(c.node.radius.clients[0].secret), RADIUS_SECRET_MAX);
+    appconf_free(&c);
+    free(text);
+    secret[RADIUS_SECRET_MAX] = 'k';
+    secret[RADIUS_SECRET_MAX + 1] = '\0';
+    expect_client_error("10.0.0.0/8", secret,
+                        "node.radius.clients[0].secret: expected 1 to 128 bytes");
+    /* a missing secret, an empty name */
+    expect_error(WITH_NODE("radius = { clients = ( { name = \"vpn\"; address = \"10.0.0.1\"; } ); "
+                           "};"),
+                 "secret: required key is missing");
+    expect_error(WITH_NODE("radius = { clients = ( { name = \"\"; address = \"10.0.0.1\"; "
+                           "secret = \"s\"; } ); };"),
+                 "node.radius.clients[0].name: must not be empty");
+    /* the balancers: an empty element, a name */
+    expect_error(WITH_NODE("radius = { balancers = \"127.0.0.1,,x\"; };"),
+                 "node.radius.balancers: expected numeric addresses separated by commas");
+    expect_error(WITH_NODE("radius = { balancers = \"127.0.0.1,x\"; };"),
+                 "node.radius.balancers: \"x\" is not a numeric IPv4 or IPv6 address");
+    expect_error(WITH_NODE("radius = { duplicate_window_ms = 10; };"),
+                 "node.radius.duplicate_window_ms: 10 is out of range");
+    expect_error(
+        "cluster = { name = \"c\"; members = ( { id = \"n1\"; address = \"10.0.0.1\"; } ); };"
+        "appliance = { member = \"n1\"; }; balancer = { radius = { address = \"any\"; }; };",
+        "balancer.radius.address: \"any\" is not a numeric IPv4 or IPv6 address");
+}
+
 static void test_file_on_disk(void **state)
 {
     char path[] = "/tmp/mfa-appconf-XXXXXX";
@@ -134,9 +253,9 @@ static void test_file_on_disk(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_good_file),
-        cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_file_on_disk),
+        cmocka_unit_test(test_good_file),      cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_file_on_disk),   cmocka_unit_test(test_radius_defaults),
+        cmocka_unit_test(test_radius_clients), cmocka_unit_test(test_radius_errors),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

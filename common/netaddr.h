@@ -1,0 +1,57 @@
+/*
+ * Numeric network addresses and prefixes: the RADIUS client list ("10.0.0.0/8"),
+ * the balancers a node takes PROXY headers from, and socket addresses as text.
+ * Only numeric forms; nothing here resolves names.
+ */
+#ifndef MFA_NETADDR_H
+#define MFA_NETADDR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "mem.h"
+
+#define NETADDR_TEXT_MAX 46 /* INET6_ADDRSTRLEN */
+
+/* An address and a prefix length: "192.0.2.7" is a /32, "2001:db8::/32" a /32. */
+struct netaddr_prefix {
+    int family; /* AF_INET or AF_INET6 */
+    uint8_t addr[16];
+    int bits; /* 0..32 or 0..128 */
+};
+
+/*
+ * Parses "<address>" or "<address>/<bits>" (numeric IPv4 or IPv6; <bits> in
+ * decimal without a leading zero, 0..32 or 0..128). Refuses host bits set
+ * beyond the prefix ("10.0.0.1/8"), so a typo is not silently widened.
+ * Returns 0, or -1 with *why (a static string).
+ */
+int netaddr_parse_prefix(const char *text, struct netaddr_prefix *out,
+                         const char **why) MFA_MUSTCHECK;
+
+/*
+ * True when <sa> (AF_INET or AF_INET6) lies in <p>. An IPv4-mapped IPv6
+ * address (::ffff:a.b.c.d) matches IPv4 prefixes.
+ */
+bool netaddr_prefix_match(const struct netaddr_prefix *p, const struct sockaddr *sa);
+
+/* True when <a> and <b> are the same address (ports ignored; v4-mapped = v4). */
+bool netaddr_same_host(const struct sockaddr *a, const struct sockaddr *b);
+
+/* The address of <sa> as text, without the port; "?" for other families or
+ * when <buf> is too small (NETADDR_TEXT_MAX always suffices). */
+const char *netaddr_text(const struct sockaddr *sa, char *buf, size_t size);
+
+/* The port of <sa> (host order), 0 for other families. */
+int netaddr_port(const struct sockaddr *sa);
+
+/*
+ * Fills <out> from numeric <address> and <port>. Returns its length for
+ * bind()/sendto(), or 0 when <address> is not numeric or <port> is not
+ * 0..65535.
+ */
+socklen_t netaddr_make(const char *address, int port, struct sockaddr_storage *out);
+
+#endif

@@ -1,0 +1,249 @@
+/*
+ * The sign-in engine (auth.c) over the HTTP API: POST /api/v1/auth, POST
+ * /api/v1/challenges/{id}/verify and GET /api/v1/challenges/{id}, auth
+ * scope (DESIGN §4). This file reads and checks the JSON, and turns the
+ * engine's decision into the API's answer.
+ */
+#include <arpa/inet.h>
+#include <event2/http.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "httpserver.h"
+#include "ids.h"
+#include "secrets.h"
+#include "users_priv.h"
+
+#define SECRET_MAX 16 /* PIN or code, as sent */
+
+/* The sentence for a reason that ends in an HTTP error. */
+static const char *detail_of(const char *reason)
+{
+    static const struct {
+        const char *reason, *detail;
+    } details[] = {
+        { "throttled", "too many failed sign-ins from this address; wait and retry" },
+        { "sms_rate_limited", "too many codes sent to this user or phone this hour" },
+        { "sms_cap_reached", "the cluster's SMS budget for this hour is spent" },
+        { "sms_failed", "the code could not be sent" },
+        { "database_unavailable", "the local database does not answer; try again" },
+        { "token_unusable", "the token cannot be used; see the node's log" },
+        { "challenge_expired", "the challenge expired or was used; start the sign-in again" },
+    };
+
+    for (size_t i = 0; reason && i < MFA_ARRAY_LEN(details); i++) {
+        if (strcmp(details[i].reason, reason) == 0)
+            return details[i].detail;
+    }
+    return "the sign-in could not be completed";
+}
+
+/* The engine's decision as the API's JSON answer; <arg> is the request. */
+static void reply(void *arg, const struct auth_result *r)
+{
+    struct evhttp_request *req = arg;
+    json_t *body;
+
+    if (r->reason && strcmp(r->reason, "unrecorded") == 0) {
+        http_reply_error(req, 503, "unavailable", "%s", r->detail);
+        return;
+    }
+    body = json_pack("{s:s, s:s}", "result", r->outcome_name, "method", r->method);
+    if (r->reason)
+        json_object_set_new(body, "reason", json_string(r->reason));
+    if (r->http_status >= 400) {
+        /* An HTTP error is also an error in the API's uniform form. */
+        json_object_set_new(body, "error", json_string(r->reason ? r->reason : "error"));
+        json_object_set_new(body, "detail",
+                            json_string(r->detail ? r->detail : detail_of(r->reason)));
+    }
+    if (r->challenge_id) {
+        json_object_set_new(body, "challenge_id", json_string(r->challenge_id));
+        json_object_set_new(body, "expires_in", json_integer(r->expires_in));
+    }
+    if (r->attempts_left >= 0)
+        json_object_set_new(body, "attempts_left", json_integer(r->attempts_left));
+    if (r->retry_after > 0) {
+        char retry[16];
+
+        json_object_set_new(body, "retry_after", json_integer(r->retry_after));
+        snprintf(retry, sizeof(retry), "%d", r->retry_after);
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", retry);
+    }
+    http_reply_json(req, r->http_status, body);
+}
+
+/* Reads an optional string member <key> of at most <max> bytes into <out>. */
+static int get_str(json_t *body, const char *key, char *out, size_t max, bool *present,
+                   const char **bad)
+{
+    json_t *v = json_object_get(body, key);
+
+    *present = v != NULL && !json_is_null(v);
+    if (!*present)
+        return 0;
+    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > max ||
+        strlen(json_string_value(v)) != json_string_length(v)) {
+        *bad = key;
+        return -1;
+    }
+    memcpy(out, json_string_value(v), json_string_length(v) + 1);
+    return 0;
+}
+
+/* Drops the request body, clearing the PIN and code in it and in the parse. */
+static void drop_body(struct evhttp_request *req, json_t *body)
+{
+    secret_wipe_str(json_string_value(json_object_get(body, "pin")));
+    secret_wipe_str(json_string_value(json_object_get(body, "otp")));
+    json_decref(body);
+    http_wipe_body(req);
+}
+
+static bool valid_ip(const char *s)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+
+    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+/* Common start of both requests: authorize and read the body. */
+static json_t *begin(struct node *n, struct evhttp_request *req, char *peer, size_t size)
+{
+    char actor[130];
+
+    if (!node_authorize(n, req, APIKEY_AUTH, actor, sizeof(actor)))
+        return NULL;
+    http_peer_address(req, peer, size);
+    return http_read_json(req);
+}
+
+static void out_of_memory(struct evhttp_request *req)
+{
+    http_reply_error(req, 500, "internal", "out of memory");
+}
+
+void auth_handle_auth(struct evhttp_request *req, void *arg)
+{
+    struct node *n = arg;
+    char username[USERS_USERNAME_MAX], method[8], pin[SECRET_MAX + 1], otp[SECRET_MAX + 1];
+    char ip[64], peer[64];
+    bool present = false, asked_method = false, has_pin = false, has_otp = false;
+    const char *bad = NULL;
+    json_t *body = begin(n, req, peer, sizeof(peer));
+    struct auth_request rq = { 0 };
+
+    if (!body)
+        return;
+    if (get_str(body, "username", username, sizeof(username) - 1, &present, &bad) < 0 || !present ||
+        users_check_username("username", username, NULL) < 0)
+        bad = "username";
+    else if (get_str(body, "method", method, sizeof(method) - 1, &asked_method, &bad) < 0 ||
+             (asked_method && strcmp(method, "sms") && strcmp(method, "totp") &&
+              strcmp(method, "hotp")))
+        bad = "method";
+    else if (get_str(body, "pin", pin, SECRET_MAX, &has_pin, &bad) < 0 ||
+             get_str(body, "otp", otp, SECRET_MAX, &has_otp, &bad) < 0)
+        ;
+    else if (get_str(body, "client_ip", ip, sizeof(ip) - 1, &present, &bad) < 0 ||
+             (present && !valid_ip(ip)))
+        bad = "client_ip";
+    drop_body(req, body);
+    if (bad) {
+        http_reply_error(req, 400, "bad_request", "%s: expected %s", bad,
+                         strcmp(bad, "method") == 0      ? "\"sms\", \"totp\" or \"hotp\""
+                         : strcmp(bad, "client_ip") == 0 ? "an IPv4 or IPv6 address"
+                         : strcmp(bad, "username") == 0
+                             ? "a string of 1 to 128 characters, no spaces or controls"
+                             : "a non-empty string of at most 16 characters");
+        secret_wipe(pin, sizeof(pin));
+        secret_wipe(otp, sizeof(otp));
+        return;
+    }
+    rq.username = username;
+    rq.method = asked_method ? method : NULL;
+    rq.pin = has_pin ? pin : NULL;
+    rq.otp = has_otp ? otp : NULL;
+    rq.client_ip = present ? ip : peer;
+    if (auth_signin(n, &rq, reply, req) < 0)
+        out_of_memory(req);
+    secret_wipe(pin, sizeof(pin));
+    secret_wipe(otp, sizeof(otp));
+}
+
+/* The challenge id in /api/v1/challenges/<id>[/verify], or NULL after a 4xx reply. */
+static const char *challenge_id(struct node *n, struct evhttp_request *req, char *path, size_t size,
+                                bool verify)
+{
+    char *id, *slash;
+
+    http_request_path(req, path, size);
+    id = path + strlen("/api/v1/challenges/");
+    slash = strchr(id, '/');
+
+    if (verify != (slash && strcmp(slash, "/verify") == 0)) {
+        http_reply_error(req, 404, "not_found", "no such resource");
+        return NULL;
+    }
+    if (slash)
+        *slash = '\0';
+    if (!id_valid(id)) {
+        http_reply_error(req, 400, "bad_request", "not a challenge id");
+        return NULL;
+    }
+    if (!id_belongs_to(id, n->id)) {
+        /* Its node is gone, or the balancer sent it astray: start again. */
+        http_reply_error(req, 410, "challenge_expired",
+                         "this challenge is not known here; start the sign-in again");
+        return NULL;
+    }
+    return id;
+}
+
+void auth_handle_verify(struct evhttp_request *req, void *arg)
+{
+    struct node *n = arg;
+    char path[256], peer[64], otp[SECRET_MAX + 1];
+    const char *id, *bad = NULL;
+    bool present;
+    json_t *body;
+
+    id = challenge_id(n, req, path, sizeof(path), true);
+    if (!id || !(body = begin(n, req, peer, sizeof(peer))))
+        return;
+    if (get_str(body, "otp", otp, SECRET_MAX, &present, &bad) < 0 || !present) {
+        drop_body(req, body);
+        http_reply_error(req, 400, "bad_request", "otp: expected the code as a string");
+        return;
+    }
+    drop_body(req, body);
+    if (auth_verify(n, id, otp, NULL, false, peer, reply, req) < 0)
+        out_of_memory(req);
+    secret_wipe(otp, sizeof(otp));
+}
+
+void auth_handle_challenge(struct evhttp_request *req, void *arg)
+{
+    struct node *n = arg;
+    char path[256], actor[130], method[16];
+    const char *id;
+    uint64_t expires_in;
+    bool accepted;
+
+    if (!node_authorize(n, req, APIKEY_AUTH, actor, sizeof(actor)))
+        return;
+    id = challenge_id(n, req, path, sizeof(path), false);
+    if (!id)
+        return;
+    if (!auth_challenge_state(n, id, method, sizeof(method), &expires_in, &accepted)) {
+        http_reply_error(req, 410, "challenge_expired",
+                         "the challenge expired or was used; start the sign-in again");
+        return;
+    }
+    http_reply_json(req, 200,
+                    json_pack("{s:s, s:s, s:s, s:I}", "challenge_id", id, "state",
+                              accepted ? "accepted" : "pending", "method", method, "expires_in",
+                              (json_int_t)expires_in));
+}
