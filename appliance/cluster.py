@@ -510,7 +510,8 @@ node = {{
   sms = {{ file = "{m.outbox}"; {self.sms_conf} }};
   auth_log = {{ spool_dir = "{m.dir}/spool"; }};
   radius = {{
-    clients = ( {{ name = "loopback"; address = "127.0.0.0/8"; secret = "{self.radius_secret}"; }} );
+    clients = ( {{ name = "loopback"; address = "127.0.0.0/8"; secret = "{self.radius_secret}"; }},
+                {{ name = "loopback6"; address = "::1"; secret = "{self.radius_secret}"; }} );
     {self.radius_conf}
   }};
   {self.node_conf}

@@ -100,10 +100,10 @@ Try:
   curl --cacert {info['ca']} -H 'Authorization: Bearer {info['auth_api_key']}' \\
        -H 'Content-Type: application/json' -d '{{"otp": "<code>"}}' \\
        {info['api_url']}/api/v1/challenges/<challenge_id>/verify
-  printf 'User-Name = "demo"\nUser-Password = "1234"\nMessage-Authenticator = 0x00\n' |
+  printf 'User-Name = "demo"\\nUser-Password = "1234"\\nMessage-Authenticator = 0x00\\n' |
     radclient -x 127.0.0.1:{r['port']} auth '{r['secret']}'
       # Access-Challenge with a State; the code is in that node's SMS outbox; then
-  printf 'User-Name = "demo"\nUser-Password = "<code>"\nState = <State>\nMessage-Authenticator = 0x00\n' |
+  printf 'User-Name = "demo"\\nUser-Password = "<code>"\\nState = <State>\\nMessage-Authenticator = 0x00\\n' |
     radclient -x 127.0.0.1:{r['port']} auth '{r['secret']}'
   {m} -c {info['config']} status
   ./appliance/demo kill n1 && {m} -c {info['config']} failover --to n2

@@ -50,6 +50,7 @@ enum rf_drop {
     RF_DROP_TOO_BIG = 0,
     RF_DROP_MALFORMED,
     RF_DROP_NOT_REQUEST,
+    RF_DROP_UNKNOWN_CLIENT,
     RF_DROP_NO_DESTINATION,
     RF_DROP_NO_NODE,
     RF_DROP_SEND_FAILED,
@@ -65,6 +66,7 @@ static const char *const drop_names[RF_DROP_COUNT_] = {
     [RF_DROP_TOO_BIG] = "too_big",
     [RF_DROP_MALFORMED] = "malformed",
     [RF_DROP_NOT_REQUEST] = "not_request",
+    [RF_DROP_UNKNOWN_CLIENT] = "unknown_client",
     [RF_DROP_NO_DESTINATION] = "no_destination",
     [RF_DROP_NO_NODE] = "no_node",
     [RF_DROP_SEND_FAILED] = "send_failed",
@@ -96,6 +98,13 @@ struct radius_front {
     struct event *ev;
     struct rroute route;
     struct rf_node nodes[RROUTE_NODES_MAX];
+    /*
+     * The nodes' RADIUS clients (node.radius.clients, same file): only they
+     * may reach the nodes or take a place in the retransmission table, so a
+     * spoofed flood from elsewhere cannot push real requests out of it.
+     */
+    struct netaddr_prefix *clients;
+    size_t nclients;
 
     uint64_t received, forwarded, answers, retransmissions, state_routed, rerouted, unreachable;
     uint64_t dropped[RF_DROP_COUNT_];
@@ -285,6 +294,15 @@ static void count_route(struct radius_front *f, enum rroute_why why)
  * <dst>. A node that refuses it (ECONNREFUSED: the ICMP of an earlier
  * datagram) is held down and the request routed once more.
  */
+static bool known_client(const struct radius_front *f, const struct sockaddr *nas)
+{
+    for (size_t i = 0; i < f->nclients; i++) {
+        if (netaddr_prefix_match(&f->clients[i], nas))
+            return true;
+    }
+    return false;
+}
+
 static void handle_request(struct radius_front *f, size_t len, struct sockaddr_storage *nas,
                            struct sockaddr_storage *dst)
 {
@@ -295,6 +313,10 @@ static void handle_request(struct radius_front *f, size_t len, struct sockaddr_s
     const char *why = NULL;
     int hlen, state_node = -1;
 
+    if (!known_client(f, (const struct sockaddr *)nas)) {
+        drop(f, RF_DROP_UNKNOWN_CLIENT);
+        return;
+    }
     if (radius_parse(f->req, len, p, &why) < 0) {
         drop_malformed(f, why ? why : "unknown");
         return;
@@ -590,6 +612,16 @@ int radius_front_start(struct bal *b, char **err)
     snprintf(f->address, sizeof(f->address), "%s", address);
     for (size_t i = 0; i < RROUTE_NODES_MAX; i++)
         f->nodes[i].fd = -1;
+    f->clients = calloc(c->node.radius.nclients + 1, sizeof(*f->clients));
+    if (!f->clients)
+        return err_set(err, "RADIUS front: out of memory");
+    for (size_t i = 0; i < c->node.radius.nclients; i++) {
+        const char *why = NULL;
+
+        if (netaddr_parse_prefix(c->node.radius.clients[i].address, &f->clients[f->nclients++],
+                                 &why) < 0)
+            return err_set(err, "node.radius.clients[%zu].address: %s", i, why);
+    }
     for (size_t i = 0; i < c->cluster.nmembers; i++)
         ids[i] = c->cluster.members[i].id;
     if (rroute_init(&f->route, ids, c->cluster.nmembers,
@@ -600,8 +632,10 @@ int radius_front_start(struct bal *b, char **err)
             return -1;
     if (front_socket(f, address, err) < 0)
         return -1;
-    log_notice("radius.listening address=%s port=%d nodes=%zu window_ms=%d", address, f->port,
-               f->route.nnodes, c->balancer.radius.retransmit_window_ms);
+    log_notice("radius.listening address=%s port=%d nodes=%zu clients=%zu window_ms=%d", address,
+               f->port, f->route.nnodes, f->nclients, c->balancer.radius.retransmit_window_ms);
+    /* The nodes' modes now, not at the first tick: early datagrams find them. */
+    radius_front_tick(b);
     return 0;
 }
 
@@ -645,6 +679,7 @@ void radius_front_free(struct bal *b)
     if (f->fd >= 0)
         close(f->fd);
     rroute_free(&f->route);
+    free(f->clients);
     mfa_free(b->radius);
 }
 

@@ -5,7 +5,6 @@
  */
 #include "appconf.h"
 
-#include <arpa/inet.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -256,13 +255,6 @@ const struct member_conf *appconf_local(const struct appconf *conf)
     return appconf_member(conf, conf->appliance.member);
 }
 
-static bool numeric_address(const char *s)
-{
-    unsigned char buf[sizeof(struct in6_addr)];
-
-    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
-}
-
 static int *port_slot(struct member_ports *p, size_t i)
 {
     int *slots[] = { &p->api,  &p->stats,       &p->health,     &p->balancer_control, &p->radius,
@@ -274,9 +266,11 @@ static int *port_slot(struct member_ports *p, size_t i)
 /* RADIUS clients, the balancer list and the front's address: numeric, in range. */
 static int validate_radius(const struct appconf *conf, const char *name, char **err)
 {
-    const char *why = NULL, *p = conf->node.radius.balancers;
+    struct sockaddr_storage balancers[APPCONF_MAX_RADIUS_BALANCERS];
+    const char *why = NULL;
     struct netaddr_prefix prefix;
-    char addr[64];
+    char bad[NETADDR_TEXT_MAX + 1];
+    size_t count, mlen = strlen(conf->node.radius.challenge_message);
 
     for (size_t i = 0; i < conf->node.radius.nclients; i++) {
         const struct radius_client_conf *c = &conf->node.radius.clients[i];
@@ -291,24 +285,17 @@ static int validate_radius(const struct appconf *conf, const char *name, char **
         if (!*c->name)
             return err_set(err, "%s: node.radius.clients[%zu].name: must not be empty", name, i);
     }
-    while (*p) {
-        size_t len = strcspn(p, ",");
-
-        if (len == 0 || len >= sizeof(addr) || (p[len] == ',' && p[len + 1] == '\0'))
-            return err_set(err,
-                           "%s: node.radius.balancers: expected numeric addresses separated "
-                           "by commas",
-                           name);
-        memcpy(addr, p, len);
-        addr[len] = '\0';
-        if (!numeric_address(addr))
-            return err_set(err,
-                           "%s: node.radius.balancers: \"%s\" is not a numeric IPv4 or IPv6 "
-                           "address",
-                           name, addr);
-        p += len + (p[len] == ',');
-    }
-    if (*conf->balancer.radius.address && !numeric_address(conf->balancer.radius.address))
+    if (netaddr_parse_list(conf->node.radius.balancers, balancers, MFA_ARRAY_LEN(balancers), &count,
+                           bad, &why) < 0)
+        return err_set(err,
+                       "%s: node.radius.balancers: \"%s\": %s (expected numeric addresses "
+                       "separated by commas)",
+                       name, bad, why);
+    /* One RADIUS attribute holds it. */
+    if (mlen == 0 || mlen > RADIUS_ATTR_MAX)
+        return err_set(err, "%s: node.radius.challenge_message: expected 1 to %d bytes", name,
+                       RADIUS_ATTR_MAX);
+    if (*conf->balancer.radius.address && !netaddr_numeric(conf->balancer.radius.address))
         return err_set(err,
                        "%s: balancer.radius.address: \"%.60s\" is not a numeric IPv4 or "
                        "IPv6 address",
@@ -331,7 +318,7 @@ static int validate(struct appconf *conf, const char *name, char **err)
                            "%s: cluster.members[%zu].id: \"%.40s\" is not a node id "
                            "(1 to 16 of a-z and 0-9)",
                            name, i, m[i].id);
-        if (!numeric_address(m[i].address))
+        if (!netaddr_numeric(m[i].address))
             return err_set(err,
                            "%s: cluster.members[%zu].address: \"%.60s\" is not a numeric IPv4 or "
                            "IPv6 address",

@@ -21,9 +21,10 @@
 /* The newest file `version` this build knows (config.h: newer files warn). */
 #define APPCONF_VERSION 1
 
-#define APPCONF_DEFAULT_PATH       "/etc/mfa-appliance/appliance.conf"
-#define APPCONF_MAX_MEMBERS        16
-#define APPCONF_MAX_RADIUS_CLIENTS 1024
+#define APPCONF_DEFAULT_PATH         "/etc/mfa-appliance/appliance.conf"
+#define APPCONF_MAX_MEMBERS          16
+#define APPCONF_MAX_RADIUS_CLIENTS   1024
+#define APPCONF_MAX_RADIUS_BALANCERS 64
 
 enum repl_mode {
     REPL_SYNC = 0, /* admin writes wait for every live standby (remote_apply) */

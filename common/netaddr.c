@@ -17,6 +17,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 
 static const uint8_t v4_mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
@@ -210,5 +211,48 @@ socklen_t netaddr_make(const char *address, int port, struct sockaddr_storage *o
         return sizeof(*sin6);
     }
     memset(out, 0, sizeof(*out));
+    return 0;
+}
+
+bool netaddr_numeric(const char *text)
+{
+    struct sockaddr_storage ss;
+
+    return text && netaddr_make(text, 0, &ss) != 0;
+}
+
+int netaddr_parse_list(const char *text, struct sockaddr_storage *out, size_t max, size_t *count,
+                       char *bad, const char **why)
+{
+    const char *p = text;
+
+    *count = 0;
+    *bad = '\0';
+    while (*p) {
+        size_t len = strcspn(p, ",");
+
+        snprintf(bad, NETADDR_TEXT_MAX + 1, "%.*s",
+                 (int)(len <= NETADDR_TEXT_MAX ? len : NETADDR_TEXT_MAX), p);
+        if (len == 0) {
+            *why = "an empty entry";
+            return -1;
+        }
+        if (*count >= max) {
+            *why = "too many addresses";
+            return -1;
+        }
+        if (len > NETADDR_TEXT_MAX || !netaddr_make(bad, 0, &out[*count])) {
+            *why = "not a numeric IPv4 or IPv6 address";
+            return -1;
+        }
+        (*count)++;
+        p += len;
+        if (*p == ',' && !*++p) {
+            *bad = '\0';
+            *why = "an empty entry";
+            return -1;
+        }
+    }
+    *bad = '\0';
     return 0;
 }

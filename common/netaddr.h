@@ -47,6 +47,18 @@ const char *netaddr_text(const struct sockaddr *sa, char *buf, size_t size);
 /* The port of <sa> (host order), 0 for other families. */
 int netaddr_port(const struct sockaddr *sa);
 
+/* True when <text> is a numeric IPv4 or IPv6 address. */
+bool netaddr_numeric(const char *text);
+
+/*
+ * Parses a comma-separated list of numeric addresses ("192.0.2.1,2001:db8::1";
+ * no spaces, no empty entries) into <out> (at most <max>, ports 0), setting
+ * *count. An empty <text> is an empty list. Returns 0, or -1 with *why
+ * naming the problem and <bad> (size >= NETADDR_TEXT_MAX + 1) the entry.
+ */
+int netaddr_parse_list(const char *text, struct sockaddr_storage *out, size_t max, size_t *count,
+                       char *bad, const char **why) MFA_MUSTCHECK;
+
 /*
  * Fills <out> from numeric <address> and <port>. Returns its length for
  * bind()/sendto(), or 0 when <address> is not numeric or <port> is not

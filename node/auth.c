@@ -33,7 +33,7 @@
 #include "sms.h"
 #include "users_priv.h"
 
-#define SECRET_MAX   16 /* PIN or code, as sent */
+#define SECRET_MAX   AUTH_SECRET_MAX
 #define PASSWORD_MAX (2 * SECRET_MAX)
 #define SEED_MAX     128
 
@@ -85,6 +85,7 @@ struct signin {
     /* for the answer */
     int attempts_left, retry_after;
     const char *detail;
+    bool retry;
     /* from the database */
     char phone[32];
     char pin_hash[PIN_HASH_MAX];
@@ -183,6 +184,7 @@ static void finish(struct signin *si, enum outcome out, const char *reason, int 
         .attempts_left = si->attempts_left,
         .retry_after = si->retry_after,
         .detail = si->detail,
+        .retry = si->retry,
     };
     char *err = NULL;
 
@@ -508,6 +510,7 @@ static void user_loaded(void *arg, const PGresult *res, const char *err)
 
     if (err) {
         log_error("auth.read_failed err=%s", err);
+        si->retry = true;
         finish(si, OUT_ERROR, "database_unavailable", 503);
         return;
     }
@@ -643,6 +646,7 @@ int auth_signin(struct node *n, const struct auth_request *rq, auth_done_fn done
     if (nodedb_read_prepared(n->db, "auth_user", 4, params, user_loaded, si, &err) < 0) {
         log_error("auth.read_failed err=%s", err);
         free(err);
+        si->retry = true;
         finish(si, OUT_ERROR, "database_unavailable", 503);
     }
     return 0;

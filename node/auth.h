@@ -1,7 +1,7 @@
 /*
  * Sign-in (DESIGN §4): one engine, answered over the HTTP API (POST
  * /api/v1/auth, POST /api/v1/challenges/{id}/verify and GET
- * /api/v1/challenges/{id}, auth scope) and RADIUS (radius.h).
+ * /api/v1/challenges/{id}, auth scope) and RADIUS (radius_server.h).
  *
  * A sign-in reads the user, their token and their failure counts from the
  * local database (primary or standby), so it works without a primary. The
@@ -49,7 +49,9 @@ size_t auth_live_challenges(const struct node *n);
 void auth_metrics(const struct node *n, struct evbuffer *out);
 void auth_status(const struct node *n, json_t *status);
 
-/* ---- the sign-in engine: the HTTP API (auth_http.c) and RADIUS (radius.c) ---- */
+/* ---- the sign-in engine: the HTTP API (auth_http.c) and RADIUS (radius_server.c) ---- */
+
+#define AUTH_SECRET_MAX 16 /* bytes of a PIN or a code, as sent */
 
 enum auth_outcome {
     AUTH_ACCEPTED = 0,
@@ -70,6 +72,7 @@ struct auth_result {
     int attempts_left;        /* a wrong code on a challenge; -1 when it does not apply */
     int retry_after;          /* reason "throttled": seconds; 0 otherwise */
     const char *detail;       /* a sentence for the caller, or NULL */
+    bool retry; /* AUTH_ERROR before anything was done (no database): asking again may work */
 };
 
 /*

@@ -4,7 +4,6 @@
  * scope (DESIGN §4). This file reads and checks the JSON, and turns the
  * engine's decision into the API's answer.
  */
-#include <arpa/inet.h>
 #include <event2/http.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,10 +12,11 @@
 #include "auth.h"
 #include "httpserver.h"
 #include "ids.h"
+#include "netaddr.h"
 #include "secrets.h"
 #include "users_priv.h"
 
-#define SECRET_MAX 16 /* PIN or code, as sent */
+#define SECRET_MAX AUTH_SECRET_MAX
 
 /* The sentence for a reason that ends in an HTTP error. */
 static const char *detail_of(const char *reason)
@@ -102,13 +102,6 @@ static void drop_body(struct evhttp_request *req, json_t *body)
     http_wipe_body(req);
 }
 
-static bool valid_ip(const char *s)
-{
-    unsigned char buf[sizeof(struct in6_addr)];
-
-    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
-}
-
 /* Common start of both requests: authorize and read the body. */
 static json_t *begin(struct node *n, struct evhttp_request *req, char *peer, size_t size)
 {
@@ -148,7 +141,7 @@ void auth_handle_auth(struct evhttp_request *req, void *arg)
              get_str(body, "otp", otp, SECRET_MAX, &has_otp, &bad) < 0)
         ;
     else if (get_str(body, "client_ip", ip, sizeof(ip) - 1, &present, &bad) < 0 ||
-             (present && !valid_ip(ip)))
+             (present && !netaddr_numeric(ip)))
         bad = "client_ip";
     drop_body(req, body);
     if (bad) {

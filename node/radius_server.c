@@ -50,6 +50,7 @@ enum drop {
     DROP_NOT_PAP,
     DROP_IN_PROGRESS,
     DROP_FAILED,
+    DROP_STOPPING,
     DROP_COUNT_,
 };
 
@@ -64,6 +65,7 @@ static const char *const drop_names[] = {
     [DROP_NOT_PAP] = "not_pap",
     [DROP_IN_PROGRESS] = "duplicate_in_progress",
     [DROP_FAILED] = "unanswered_error",
+    [DROP_STOPPING] = "stopping",
 };
 
 struct client {
@@ -115,52 +117,29 @@ struct radius_server {
     struct strmap *dups;
     struct dup *dup_head, *dup_tail;
     size_t in_flight;
+    bool stopping; /* shutting down: only retransmissions and follow-ups are served */
     unsigned long long received, answered[3], duplicates, resent, cache_full;
     unsigned long long drops[DROP_COUNT_];
 };
 
 /* ---- setup ---- */
 
-static int add_balancer(struct radius_server *rs, const char *address, char **err)
-{
-    struct sockaddr_storage ss;
-
-    if (!netaddr_make(address, 0, &ss))
-        return err_set(err, "node.radius.balancers: \"%s\" is not a numeric address", address);
-    for (size_t i = 0; i < rs->nbalancers; i++) {
-        if (netaddr_same_host((struct sockaddr *)&rs->balancers[i], (struct sockaddr *)&ss))
-            return 0;
-    }
-    rs->balancers[rs->nbalancers++] = ss;
-    return 0;
-}
-
 /* node.radius.balancers, or every member's address when it is empty. */
 static int load_balancers(struct radius_server *rs, const struct appconf *c, char **err)
 {
-    const char *p = c->node.radius.balancers;
-    size_t most = c->cluster.nmembers + 1;
-    char addr[64];
+    char bad[NETADDR_TEXT_MAX + 1];
+    const char *why = NULL;
 
-    for (const char *q = p; *q; q++)
-        most += *q == ',';
-    rs->balancers = calloc(most, sizeof(*rs->balancers));
+    rs->balancers = calloc(APPCONF_MAX_RADIUS_BALANCERS, sizeof(*rs->balancers));
     if (!rs->balancers)
         return err_set(err, "out of memory");
-    if (!*p) {
-        for (size_t i = 0; i < c->cluster.nmembers; i++) {
-            if (add_balancer(rs, c->cluster.members[i].address, err) < 0)
-                return -1;
-        }
-        return 0;
-    }
-    while (*p) {
-        size_t len = strcspn(p, ",");
-
-        snprintf(addr, sizeof(addr), "%.*s", (int)(len < sizeof(addr) ? len : 0), p);
-        if (add_balancer(rs, addr, err) < 0)
-            return -1;
-        p += len + (p[len] == ',');
+    if (netaddr_parse_list(c->node.radius.balancers, rs->balancers, APPCONF_MAX_RADIUS_BALANCERS,
+                           &rs->nbalancers, bad, &why) < 0)
+        return err_set(err, "node.radius.balancers: \"%s\": %s", bad, why);
+    for (size_t i = 0; i < c->cluster.nmembers && !*c->node.radius.balancers; i++) {
+        if (!netaddr_make(c->cluster.members[i].address, 0, &rs->balancers[rs->nbalancers]))
+            return err_set(err, "cluster.members[%zu].address: not numeric", i);
+        rs->nbalancers++;
     }
     return 0;
 }
@@ -266,10 +245,16 @@ void radius_server_free(struct radius_server *rs)
     free(rs);
 }
 
+/*
+ * The socket stays open while the node drains: retransmissions and the
+ * follow-ups of this node's challenges are still answered, new sign-ins are
+ * dropped (the NAS retries, and the balancer sends them elsewhere once the
+ * node's checks fail or its closed port refuses them).
+ */
 void radius_server_stop_listening(struct radius_server *rs)
 {
-    if (rs && rs->ev)
-        event_del(rs->ev);
+    if (rs)
+        rs->stopping = true;
 }
 
 size_t radius_server_in_flight(const struct radius_server *rs)
@@ -291,6 +276,20 @@ static void dup_key(const struct sockaddr *nas, uint8_t id, const uint8_t *auth,
         snprintf(out + n, size - n, "%02x", auth[i]);
 }
 
+static uint64_t window_ms(const struct radius_server *rs)
+{
+    return (uint64_t)node_conf(rs->n)->node.radius.duplicate_window_ms;
+}
+
+static void dup_append(struct radius_server *rs, struct dup *d)
+{
+    if (rs->dup_tail)
+        rs->dup_tail->next = d;
+    else
+        rs->dup_head = d;
+    rs->dup_tail = d;
+}
+
 void radius_server_tick(struct radius_server *rs)
 {
     uint64_t now = clock_mono_ms();
@@ -303,7 +302,15 @@ void radius_server_tick(struct radius_server *rs)
         rs->dup_head = d->next;
         if (!rs->dup_head)
             rs->dup_tail = NULL;
-        strmap_remove(rs->dups, d->key);
+        d->next = NULL;
+        if (d->pending) {
+            /* Still being worked on (a slow SMS): it must keep catching retransmissions. */
+            d->expires_ms = now + window_ms(rs);
+            dup_append(rs, d);
+            continue;
+        }
+        if (*d->key)
+            strmap_remove(rs->dups, d->key);
         dup_free(d);
     }
 }
@@ -318,19 +325,47 @@ static struct dup *dup_add(struct radius_server *rs, const char *key, struct rre
         return NULL;
     }
     snprintf(d->key, sizeof(d->key), "%s", key);
-    d->expires_ms = clock_mono_ms() + (uint64_t)node_conf(rs->n)->node.radius.duplicate_window_ms;
+    d->expires_ms = clock_mono_ms() + window_ms(rs);
     d->pending = rq;
     if (strmap_put(rs->dups, d->key, d, NULL) < 0) {
         free(d);
         rs->cache_full++;
         return NULL;
     }
-    if (rs->dup_tail)
-        rs->dup_tail->next = d;
-    else
-        rs->dup_head = d;
-    rs->dup_tail = d;
+    dup_append(rs, d);
     return d;
+}
+
+/*
+ * The request is done: its entry keeps <answer> (or, with none, swallows
+ * retransmissions) for the window from now.
+ */
+static void dup_settle(struct radius_server *rs, struct rreq *rq, const uint8_t *answer, size_t len)
+{
+    struct dup *d = rq->dup;
+
+    if (!d)
+        return;
+    d->pending = NULL;
+    d->expires_ms = clock_mono_ms() + window_ms(rs);
+    if (answer && (d->answer = malloc(len))) {
+        memcpy(d->answer, answer, len);
+        d->answer_len = len;
+    }
+    rq->dup = NULL;
+}
+
+/* The request is forgotten: a retransmission is handled as a new request. */
+static void dup_forget(struct radius_server *rs, struct rreq *rq)
+{
+    struct dup *d = rq->dup;
+
+    if (!d)
+        return;
+    strmap_remove(rs->dups, d->key);
+    d->key[0] = '\0'; /* the FIFO frees it in its turn */
+    d->pending = NULL;
+    rq->dup = NULL;
 }
 
 /* ---- sending ---- */
@@ -356,8 +391,11 @@ static void send_answer(struct radius_server *rs, const struct route *rt, const 
         log_warn("radius.answer_unsent err=%s", strerror(errno));
 }
 
-/* The Reply-Message a user sees for a rejection, or NULL for none. */
-static const char *reject_message(const char *reason)
+/*
+ * The Reply-Message a user sees for a rejection, or NULL for none: a wrong
+ * PIN or an unknown user gets a bare Access-Reject.
+ */
+static const char *reject_message(const struct auth_result *r)
 {
     static const struct {
         const char *reason, *text;
@@ -371,11 +409,11 @@ static const char *reject_message(const char *reason)
         { "sms_failed", "The code could not be sent; try again later" },
     };
 
-    for (size_t i = 0; reason && i < MFA_ARRAY_LEN(texts); i++) {
-        if (strcmp(texts[i].reason, reason) == 0)
+    for (size_t i = 0; r->reason && i < MFA_ARRAY_LEN(texts); i++) {
+        if (strcmp(texts[i].reason, r->reason) == 0)
             return texts[i].text;
     }
-    return NULL;
+    return r->outcome == AUTH_ERROR ? "The sign-in could not be completed; try again later" : NULL;
 }
 
 static void add_text(struct radius_builder *b, uint8_t type, const char *text)
@@ -385,9 +423,11 @@ static void add_text(struct radius_builder *b, uint8_t type, const char *text)
 }
 
 /*
- * The engine's decision as a RADIUS answer. A transient failure (no
- * database, the auth log could not be written) answers nothing, and the
- * cache forgets the request, so the NAS's retransmission tries again.
+ * The engine's decision as a RADIUS answer. When nothing was done (no
+ * database) there is no answer and the cache forgets the request, so the
+ * NAS's retransmission tries again. Any other error is an Access-Reject:
+ * something may have happened (an SMS sent), so a retransmission must not
+ * start it again.
  */
 static void reply(void *arg, const struct auth_result *r)
 {
@@ -399,17 +439,9 @@ static void reply(void *arg, const struct auth_result *r)
     int len;
 
     rs->in_flight--;
-    if (r->outcome == AUTH_ERROR && (!r->reason || (strcmp(r->reason, "sms_failed") != 0 &&
-                                                    strcmp(r->reason, "sms_cap_reached") != 0 &&
-                                                    strcmp(r->reason, "token_unusable") != 0))) {
+    if (r->outcome == AUTH_ERROR && r->retry) {
         rs->drops[DROP_FAILED]++;
-        if (rq->dup) {
-            /* Not cached: a retransmission is a new attempt. */
-            rq->dup->pending = NULL;
-            rq->dup->expires_ms = 0;
-            strmap_remove(rs->dups, rq->dup->key);
-            rq->dup->key[0] = '\0';
-        }
+        dup_forget(rs, rq);
         free(rq);
         return;
     }
@@ -421,7 +453,7 @@ static void reply(void *arg, const struct auth_result *r)
         add_text(&b, RADIUS_REPLY_MESSAGE, c->node.radius.challenge_message);
         add_text(&b, RADIUS_STATE, r->challenge_id);
     } else if (code == RADIUS_ACCESS_REJECT) {
-        add_text(&b, RADIUS_REPLY_MESSAGE, reject_message(r->reason));
+        add_text(&b, RADIUS_REPLY_MESSAGE, reject_message(r));
     }
     /* Proxy-State comes back as it came, in order (RFC 2865 §5.33). */
     for (size_t off = 0; off + 2 <= rq->proxy_states_len; off += 2u + rq->proxy_states[off + 1])
@@ -429,20 +461,15 @@ static void reply(void *arg, const struct auth_result *r)
                                rq->proxy_states[off + 1]);
     len = radius_build_response(&b, rq->req_auth, rq->client->secret, rq->client->secret_len);
     if (len < 0) {
-        log_error("radius.answer_unsent err=%s", "the answer does not fit");
+        log_error("radius.answer_unsent err=%s", "cannot build or sign the answer");
+        rs->drops[DROP_FAILED]++;
+        dup_settle(rs, rq, NULL, 0);
         free(rq);
         return;
     }
     send_answer(rs, &rq->route, b.buf, (size_t)len);
     rs->answered[code == RADIUS_ACCESS_ACCEPT ? 0 : code == RADIUS_ACCESS_REJECT ? 1 : 2]++;
-    if (rq->dup) {
-        rq->dup->pending = NULL;
-        rq->dup->answer = malloc((size_t)len);
-        if (rq->dup->answer) {
-            memcpy(rq->dup->answer, b.buf, (size_t)len);
-            rq->dup->answer_len = (size_t)len;
-        }
-    }
+    dup_settle(rs, rq, b.buf, (size_t)len);
     free(rq);
 }
 
@@ -552,8 +579,7 @@ static void sign_in(struct radius_server *rs, struct rreq *rq, const struct radi
                                password, sizeof(password)) < 0) {
         /* No user name, or no PAP password (CHAP and EAP are not served). */
         drop(rs, DROP_NOT_PAP, (struct sockaddr *)&rq->route.nas);
-        if (rq->dup)
-            rq->dup->pending = NULL;
+        dup_forget(rs, rq);
         free(rq);
         return;
     }
@@ -573,9 +599,9 @@ static void sign_in(struct radius_server *rs, struct rreq *rq, const struct radi
     }
     secret_wipe(password, sizeof(password));
     if (rc < 0) {
+        log_error("radius.dropped reason=%s", "out of memory");
         rs->in_flight--;
-        if (rq->dup)
-            rq->dup->pending = NULL;
+        dup_forget(rs, rq);
         free(rq);
     }
 }
@@ -651,6 +677,10 @@ static void handle(struct radius_server *rs, const uint8_t *data, size_t len,
         }
         return;
     }
+    if (rs->stopping && !radius_find(&p, RADIUS_STATE)) {
+        drop(rs, DROP_STOPPING, (struct sockaddr *)&rt.nas);
+        return;
+    }
     rq = calloc(1, sizeof(*rq));
     if (!rq) {
         log_error("radius.dropped reason=%s", "out of memory");
@@ -704,6 +734,16 @@ void radius_server_metrics(const struct radius_server *rs, struct evbuffer *out)
                        NULL);
     metrics_single(out, "mfa_radius_duplicates_total", METRIC_COUNTER,
                    "Retransmissions recognised by the duplicate cache.", (double)rs->duplicates);
+    metrics_single(out, "mfa_radius_resent_total", METRIC_COUNTER,
+                   "Retransmissions answered again from the duplicate cache.", (double)rs->resent);
+    metrics_single(out, "mfa_radius_cache_full_total", METRIC_COUNTER,
+                   "Requests not cached because the duplicate cache was full.",
+                   (double)rs->cache_full);
+    metrics_family(out, "mfa_radius_client_requests_total", METRIC_COUNTER,
+                   "Authenticated requests by RADIUS client (node.radius.clients name).");
+    for (size_t i = 0; i < rs->nclients; i++)
+        metrics_sample(out, "mfa_radius_client_requests_total", (double)rs->clients[i].requests,
+                       "client", rs->clients[i].name, NULL);
     metrics_family(out, "mfa_radius_dropped_total", METRIC_COUNTER,
                    "RADIUS datagrams dropped without an answer, by reason.");
     for (size_t i = 0; i < DROP_COUNT_; i++)
@@ -726,5 +766,6 @@ void radius_server_status(const struct radius_server *rs, json_t *status)
                   "duplicates", (json_int_t)rs->duplicates, "resent", (json_int_t)rs->resent,
                   "in_flight", (json_int_t)rs->in_flight, "cached",
                   (json_int_t)strmap_count(rs->dups), "dropped", drops);
+    json_object_set_new(r, "cache_full", json_integer((json_int_t)rs->cache_full));
     json_object_set_new(status, "radius", r);
 }

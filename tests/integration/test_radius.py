@@ -14,11 +14,15 @@ The SMS provider is `http`, pointed at a gateway in this test (servers.py)
 that can be told to answer slowly, so a NAS retransmits while the node is
 still sending."""
 
+import hashlib
+import hmac
 import json
 import os
 import re
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -99,7 +103,10 @@ def cl():
     c = Cluster(base, build, members=3, balancers=["n1"],
                 sms_conf=f'provider = "http"; http = {{ url = "{gw.url("/send")}"; }}; '
                          "per_user_per_hour = 1000; per_phone_per_hour = 1000; "
-                         "cluster_per_hour = 100000;")
+                         "cluster_per_hour = 100000;",
+                # Shorter than the slow SMS below: an entry still being worked on
+                # must outlive the window.
+                radius_conf="duplicate_window_ms = 1000;")
     c.create()
     try:
         c.start(timeout=120)
@@ -192,7 +199,7 @@ def test_retransmission_sends_one_sms(cl):
     before = sum(node_radius(m)["duplicates"] for m in cl.members)
     with cl.gw.lock:
         sent = len(cl.gw.messages)
-    cl.gw.delay = 2.5  # longer than the NAS's 1 s retransmit timer
+    cl.gw.delay = 2.5  # longer than the NAS's 1 s retransmit timer and the 1 s window
     try:
         kind, reply, out = sign_in(cl, "sms2", PIN, timeout=1, retries=5)
     finally:
@@ -243,8 +250,8 @@ def test_node_killed_during_sign_ins(cl):
     """Sign-ins four at a time; n3's node is killed midway. Every sign-in that
     starts after the kill succeeds (the NAS retries, the front re-routes)."""
     victim = cl.by_id["n3"]
-    users = cl.unused[:]
-    cl.unused.clear()
+    users = cl.unused[:-8]  # the tests after this one take the rest
+    del cl.unused[:-8]
     killed_at = []
     results = []
 
@@ -274,3 +281,89 @@ def test_node_killed_during_sign_ins(cl):
     assert len(after) >= 10, "too few sign-ins after the kill to show anything"
     assert not failed_after, failed_after[0][4]
     victim.start_node()
+
+    def answers():
+        try:
+            return victim.node("GET", "/status")[0] == 200
+        except OSError:
+            return False
+    wait_for(answers, 30, "n3's node back")
+
+
+# ---- an independent RADIUS client (hashlib/hmac), for what radclient cannot do ----
+
+def raw_request(secret, user, password, code=1, ident=7, extra=b""):
+    """An Access-Request (or Status-Server, code 12) with Message-Authenticator."""
+    auth = os.urandom(16)
+    attrs = b""
+    if code == 1:
+        pw = password.encode().ljust((len(password) + 15) // 16 * 16 or 16, b"\0")
+        hidden, prev = b"", auth
+        for i in range(0, len(pw), 16):
+            b = hashlib.md5(secret + prev).digest()
+            block = bytes(x ^ y for x, y in zip(pw[i:i + 16], b))
+            hidden += block
+            prev = block
+        attrs += bytes([1, 2 + len(user)]) + user.encode() + bytes([2, 2 + len(hidden)]) + hidden
+    attrs += extra
+    ma_at = len(attrs)
+    attrs += bytes([80, 18]) + bytes(16)
+    head = bytes([code, ident]) + struct.pack("!H", 20 + len(attrs)) + auth
+    mac = hmac.new(secret, head + attrs, hashlib.md5).digest()
+    attrs = attrs[:ma_at + 2] + mac + attrs[ma_at + 18:]
+    return head + attrs, auth
+
+
+def proxy_v2(src, dst):
+    """A PROXY v2 header, DGRAM over IPv4, <src> -> <dst> ((ip, port) pairs)."""
+    body = (socket.inet_aton(src[0]) + socket.inet_aton(dst[0]) +
+            struct.pack("!HH", src[1], dst[1]))
+    return b"\r\n\r\n\0\r\nQUIT\n" + bytes([0x21, 0x12]) + struct.pack("!H", len(body)) + body
+
+
+def exchange(sock, dest, data, timeout=2.0):
+    sock.settimeout(timeout)
+    sock.sendto(data, dest)
+    try:
+        return sock.recvfrom(4096)[0]
+    except socket.timeout:
+        return None
+
+
+def test_retransmission_after_the_answer_gets_the_same_answer(cl):
+    """A TOTP code is good once: a retransmission of an accepted request must
+    get the cached Accept, not a second sign-in rejected as a replay."""
+    user = take_user(cl)
+    secret = cl.radius_secret.encode()
+    pkt, _ = raw_request(secret, user, PIN + totp_code(cl, user))
+    before = sum(node_radius(m)["resent"] for m in cl.members)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        first = exchange(s, ("127.0.0.1", cl.lb.ports["radius"]), pkt)
+        again = exchange(s, ("127.0.0.1", cl.lb.ports["radius"]), pkt)
+    assert first and first[0] == 2, "Access-Accept expected"
+    assert again == first, "the retransmission must get the very same answer"
+    assert sum(node_radius(m)["resent"] for m in cl.members) == before + 1
+
+
+def test_node_port_direct_and_proxy_from_unlisted(cl):
+    """A NAS may talk to a node directly; a PROXY header from an address that
+    is not a balancer is dropped; Status-Server is answered."""
+    n2 = cl.by_id["n2"]
+    secret = cl.radius_secret.encode()
+    dest = ("127.0.0.1", n2.ports["node_radius"])
+    user = take_user(cl)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.2", 0))  # a client, but not a balancer (those are 127.0.0.1)
+        pkt, _ = raw_request(secret, user, PIN + totp_code(cl, user))
+        answer = exchange(s, dest, pkt)
+        assert answer and answer[0] == 2, "a direct request is answered directly"
+        before = node_radius(n2)["dropped"]["proxy_from_unlisted"]
+        pkt, _ = raw_request(secret, user, PIN + "000000", ident=8)
+        assert exchange(s, dest, proxy_v2(("192.0.2.1", 1645), ("127.0.0.1", 1812)) + pkt,
+                        timeout=1.0) is None
+        wait_for(lambda: node_radius(n2)["dropped"]["proxy_from_unlisted"] == before + 1, 5,
+                 "the PROXY header from an unlisted address counted")
+        pkt, _ = raw_request(secret, "", "", code=12, ident=9)
+        answer = exchange(s, dest, pkt)
+        assert answer and answer[0] == 2, "Status-Server gets Access-Accept"

@@ -220,9 +220,14 @@ static void test_radius_errors(void **state)
                  "node.radius.clients[0].name: must not be empty");
     /* the balancers: an empty element, a name */
     expect_error(WITH_NODE("radius = { balancers = \"127.0.0.1,,x\"; };"),
-                 "node.radius.balancers: expected numeric addresses separated by commas");
+                 "node.radius.balancers: \"\": an empty entry");
+    expect_error(WITH_NODE("radius = { balancers = \"127.0.0.1,\"; };"),
+                 "node.radius.balancers: \"\": an empty entry");
     expect_error(WITH_NODE("radius = { balancers = \"127.0.0.1,x\"; };"),
-                 "node.radius.balancers: \"x\" is not a numeric IPv4 or IPv6 address");
+                 "node.radius.balancers: \"x\": not a numeric IPv4 or IPv6 address");
+    /* the challenge message must fit one attribute */
+    expect_error(WITH_NODE("radius = { challenge_message = \"\"; };"),
+                 "node.radius.challenge_message: expected 1 to 253 bytes");
     expect_error(WITH_NODE("radius = { duplicate_window_ms = 10; };"),
                  "node.radius.duplicate_window_ms: 10 is out of range");
     expect_error(

@@ -236,12 +236,43 @@ static void test_text_port_make(void **state)
     assert_int_equal(s.ss_family, 0);
 }
 
+/* netaddr_parse_list(): the node's balancer list; netaddr_numeric(). */
+static void test_list(void **state)
+{
+    struct sockaddr_storage out[2];
+    char bad[NETADDR_TEXT_MAX + 1];
+    const char *why = NULL;
+    size_t n = 99;
+
+    (void)state;
+    assert_int_equal(netaddr_parse_list("", out, 2, &n, bad, &why), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(netaddr_parse_list("192.0.2.1,::1", out, 2, &n, bad, &why), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(out[0].ss_family, AF_INET);
+    assert_int_equal(out[1].ss_family, AF_INET6);
+    /* empty entries anywhere, a name, too many */
+    assert_int_equal(netaddr_parse_list(",192.0.2.1", out, 2, &n, bad, &why), -1);
+    assert_string_equal(why, "an empty entry");
+    assert_int_equal(netaddr_parse_list("192.0.2.1,,::1", out, 2, &n, bad, &why), -1);
+    assert_int_equal(netaddr_parse_list("192.0.2.1,", out, 2, &n, bad, &why), -1);
+    assert_string_equal(bad, "");
+    assert_int_equal(netaddr_parse_list("192.0.2.1,host", out, 2, &n, bad, &why), -1);
+    assert_string_equal(bad, "host");
+    assert_int_equal(netaddr_parse_list("192.0.2.1, ::1", out, 2, &n, bad, &why), -1);
+    assert_int_equal(netaddr_parse_list("192.0.2.1,::1,::2", out, 2, &n, bad, &why), -1);
+    assert_string_equal(why, "too many addresses");
+    assert_true(netaddr_numeric("::ffff:192.0.2.1"));
+    assert_false(netaddr_numeric("localhost"));
+    assert_false(netaddr_numeric(NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse),          cmocka_unit_test(test_refused),
         cmocka_unit_test(test_match),          cmocka_unit_test(test_same_host),
-        cmocka_unit_test(test_text_port_make),
+        cmocka_unit_test(test_text_port_make), cmocka_unit_test(test_list),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
