@@ -669,10 +669,10 @@ def bench(args, out):
     R, N, W = args.rounds, args.users, args.warmup
     names = [f"rb{i:06d}" for i in range(R * N + W + 1)]
 
-    say(f"starting a three-member cluster ({args.build})")
+    say(f"starting a {args.members}-member cluster ({args.build})")
     base = tempfile.mkdtemp(prefix="mfa-bench-radius-", dir="/tmp")
     out["base"] = base
-    c = Cluster(base, args.build, members=3, balancers=["n1"],
+    c = Cluster(base, args.build, members=args.members, balancers=["n1"],
                 node_conf="lockout = { per_address_per_minute = 100000; };")
     out["cluster"] = c
     c.create()
@@ -689,7 +689,8 @@ def bench(args, out):
 
     lb = c.by_id["n1"]
     if args.target == "balancer":
-        port, label = lb.ports["radius"], "ours (balancer, 3 nodes)"
+        port, label = lb.ports["radius"], f"ours (balancer, {args.members} node" + \
+            ("s)" if args.members > 1 else ")")
     else:
         port, label = lb.ports["node_radius"], "ours (n1's node direct)"
 
@@ -801,6 +802,8 @@ def main():
     ap.add_argument("--target", choices=("balancer", "node"), default="balancer",
                     help="our side: the balancer's RADIUS front on n1 (default), or n1's node "
                          "directly (one node; a NAS may do that)")
+    ap.add_argument("--members", type=int, default=3, choices=range(1, 6), metavar="1..5",
+                    help="members of our cluster (default 3: one appliance is --members 1)")
     ap.add_argument("--setup-threads", type=int, default=16,
                     help="threads making users through the API")
     ap.add_argument("--keep", action="store_true", help="keep the cluster's files in /tmp")
