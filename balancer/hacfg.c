@@ -215,7 +215,13 @@ static void put_defaults(FILE *f, const struct appconf *conf, const struct hacfg
     fprintf(f, "    timeout connect %dms\n", conf->balancer.connect_timeout_ms);
     fprintf(f, "    timeout client %dms\n", conf->balancer.client_timeout_ms);
     fprintf(f, "    timeout server %dms\n", conf->balancer.server_timeout_ms);
-    fprintf(f, "    timeout http-request 10s\n");
+    /*
+     * The whole request, body included, within `timeout http-request`: a
+     * body trickling in a byte at a time (slowloris) is cut off with 408
+     * instead of holding a connection to a node. The API's bodies are small.
+     */
+    fprintf(f, "    timeout http-request 10s\n"
+               "    option http-buffer-request\n");
     if (p->state_file)
         fprintf(f, "    load-server-state-from-file global\n");
 }

@@ -188,6 +188,7 @@ static void test_three_members(void **state)
     has_line(t, "    timeout client 30000ms");
     has_line(t, "    timeout server 30000ms");
     has_line(t, "    timeout http-request 10s");
+    has_line(t, "    option http-buffer-request");
     has_line(t, "    option redispatch 1");
     has_line(t, "    retries 1");
     has_line(t, "    option httplog");
