@@ -45,7 +45,8 @@ def wait_for(predicate, timeout, what, interval=0.05):
 
 
 def free_ports(n, taken=()):
-    """<n> distinct TCP ports on 127.0.0.1 that nothing listens on now."""
+    """<n> distinct ports on 127.0.0.1 that nothing uses now, for TCP and for
+    UDP both (the RADIUS ports are UDP)."""
     socks, ports = [], []
     try:
         while len(ports) < n:
@@ -53,6 +54,13 @@ def free_ports(n, taken=()):
             s.bind(("127.0.0.1", 0))
             p = s.getsockname()[1]
             socks.append(s)
+            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                u.bind(("127.0.0.1", p))
+            except OSError:
+                u.close()
+                continue  # taken for UDP: not this one
+            socks.append(u)
             if p not in taken and p not in ports:
                 ports.append(p)
     finally:
