@@ -7,6 +7,7 @@
  * it, and is wiped.
  */
 #include "apikey.h"
+#include "apikey_priv.h"
 
 #include <event2/keyvalq_struct.h>
 #include <stdio.h>
@@ -20,11 +21,9 @@
 #include "log.h"
 #include "secrets.h"
 
-#define NAME_MAX_LEN 128
-
 struct key_row {
     char hash[65];
-    char name[NAME_MAX_LEN + 1];
+    char name[APIKEY_NAME_MAX + 1];
     enum apikey_scope scope;
 };
 
@@ -196,7 +195,7 @@ struct key_job {
     struct evhttp_request *req;
     char key[APIKEY_MAX];
     char hash[65];
-    char name[NAME_MAX_LEN + 1];
+    char name[APIKEY_NAME_MAX + 1];
     enum apikey_scope scope;
 };
 
@@ -237,6 +236,19 @@ static void create_done(void *arg, const PGresult *res, const char *err)
     job_free(j);
 }
 
+int apikey_body_create(json_t *body, char name[APIKEY_NAME_MAX + 1], enum apikey_scope *scope)
+{
+    json_t *v = json_object_get(body, "name");
+    const char *s = json_string_value(v);
+
+    /* A NUL inside would cut the name short: refused, as every other field does. */
+    if (!s || !*s || strlen(s) > APIKEY_NAME_MAX || strlen(s) != json_string_length(v) ||
+        scope_parse(json_string_value(json_object_get(body, "scope")), scope) < 0)
+        return -1;
+    snprintf(name, APIKEY_NAME_MAX + 1, "%s", s);
+    return 0;
+}
+
 void apikeys_handle_create(struct evhttp_request *req, void *arg)
 {
     static const char sql[] =
@@ -247,25 +259,22 @@ void apikeys_handle_create(struct evhttp_request *req, void *arg)
         "         jsonb_build_object('id', k.id, 'scope', k.scope) FROM k)"
         " SELECT id, name, scope, prefix, created_at FROM k";
     struct node *n = arg;
-    char actor[NAME_MAX_LEN + 1], prefix[13];
+    char actor[APIKEY_NAME_MAX + 1], prefix[13];
     const char *params[6];
     struct key_job *j;
     json_t *body;
-    const char *name, *scope;
 
     if (!node_authorize(n, req, APIKEY_ADMIN, actor, sizeof(actor)))
         return;
     body = http_read_json(req);
     if (!body)
         return;
-    name = json_string_value(json_object_get(body, "name"));
-    scope = json_string_value(json_object_get(body, "scope"));
     j = job_new(n, req);
     if (!j) {
         json_decref(body);
         return;
     }
-    if (!name || !*name || strlen(name) > NAME_MAX_LEN || scope_parse(scope, &j->scope) < 0) {
+    if (apikey_body_create(body, j->name, &j->scope) < 0) {
         json_decref(body);
         job_free(j);
         http_reply_error(req, 400, "bad_request",
@@ -273,7 +282,6 @@ void apikeys_handle_create(struct evhttp_request *req, void *arg)
                          "\"admin\"");
         return;
     }
-    snprintf(j->name, sizeof(j->name), "%s", name);
     json_decref(body);
     if (apikey_new(j->key, sizeof(j->key)) < 0) {
         job_free(j);
@@ -306,7 +314,7 @@ static void list_done(void *arg, const PGresult *res, const char *err)
 void apikeys_handle_list(struct evhttp_request *req, void *arg)
 {
     struct node *n = arg;
-    char actor[NAME_MAX_LEN + 1], *err = NULL;
+    char actor[APIKEY_NAME_MAX + 1], *err = NULL;
     struct key_job *j;
 
     if (!node_authorize(n, req, APIKEY_ADMIN, actor, sizeof(actor)))
@@ -351,7 +359,7 @@ void apikeys_handle_revoke(struct evhttp_request *req, void *arg)
         "  SELECT $2, $3, 'api_key.revoke', k.name, jsonb_build_object('id', k.id) FROM k)"
         " SELECT id, name, key_hash FROM k";
     struct node *n = arg;
-    char actor[NAME_MAX_LEN + 1], path[256];
+    char actor[APIKEY_NAME_MAX + 1], path[256];
     const char *id, *params[3];
     struct key_job *j;
 

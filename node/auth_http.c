@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "auth_http_priv.h"
 #include "httpserver.h"
 #include "ids.h"
 #include "netaddr.h"
@@ -118,31 +119,49 @@ static void out_of_memory(struct evhttp_request *req)
     http_reply_error(req, 500, "internal", "out of memory");
 }
 
+const char *auth_body_signin(json_t *body, struct auth_body *b)
+{
+    const char *bad = NULL;
+    bool present = false;
+
+    memset(b, 0, sizeof(*b));
+    if (get_str(body, "username", b->username, sizeof(b->username) - 1, &present, &bad) < 0 ||
+        !present || users_check_username("username", b->username, NULL) < 0)
+        return "username";
+    if (get_str(body, "method", b->method, sizeof(b->method) - 1, &b->has_method, &bad) < 0 ||
+        (b->has_method && strcmp(b->method, "sms") && strcmp(b->method, "totp") &&
+         strcmp(b->method, "hotp")))
+        return "method";
+    if (get_str(body, "pin", b->pin, SECRET_MAX, &b->has_pin, &bad) < 0 ||
+        get_str(body, "otp", b->otp, SECRET_MAX, &b->has_otp, &bad) < 0)
+        return bad;
+    if (get_str(body, "client_ip", b->client_ip, sizeof(b->client_ip) - 1, &b->has_client_ip,
+                &bad) < 0 ||
+        (b->has_client_ip && !netaddr_numeric(b->client_ip)))
+        return "client_ip";
+    return NULL;
+}
+
+int auth_body_verify(json_t *body, char otp[AUTH_SECRET_MAX + 1])
+{
+    const char *bad = NULL;
+    bool present = false;
+
+    return get_str(body, "otp", otp, SECRET_MAX, &present, &bad) < 0 || !present ? -1 : 0;
+}
+
 void auth_handle_auth(struct evhttp_request *req, void *arg)
 {
     struct node *n = arg;
-    char username[USERS_USERNAME_MAX], method[8], pin[SECRET_MAX + 1], otp[SECRET_MAX + 1];
-    char ip[64], peer[64];
-    bool present = false, asked_method = false, has_pin = false, has_otp = false;
-    const char *bad = NULL;
+    char peer[64];
+    const char *bad;
     json_t *body = begin(n, req, peer, sizeof(peer));
     struct auth_request rq = { 0 };
+    struct auth_body b;
 
     if (!body)
         return;
-    if (get_str(body, "username", username, sizeof(username) - 1, &present, &bad) < 0 || !present ||
-        users_check_username("username", username, NULL) < 0)
-        bad = "username";
-    else if (get_str(body, "method", method, sizeof(method) - 1, &asked_method, &bad) < 0 ||
-             (asked_method && strcmp(method, "sms") && strcmp(method, "totp") &&
-              strcmp(method, "hotp")))
-        bad = "method";
-    else if (get_str(body, "pin", pin, SECRET_MAX, &has_pin, &bad) < 0 ||
-             get_str(body, "otp", otp, SECRET_MAX, &has_otp, &bad) < 0)
-        ;
-    else if (get_str(body, "client_ip", ip, sizeof(ip) - 1, &present, &bad) < 0 ||
-             (present && !netaddr_numeric(ip)))
-        bad = "client_ip";
+    bad = auth_body_signin(body, &b);
     drop_body(req, body);
     if (bad) {
         http_reply_error(req, 400, "bad_request", "%s: expected %s", bad,
@@ -151,19 +170,17 @@ void auth_handle_auth(struct evhttp_request *req, void *arg)
                          : strcmp(bad, "username") == 0
                              ? "a string of 1 to 128 characters, no spaces or controls"
                              : "a non-empty string of at most 16 characters");
-        secret_wipe(pin, sizeof(pin));
-        secret_wipe(otp, sizeof(otp));
+        secret_wipe(&b, sizeof(b));
         return;
     }
-    rq.username = username;
-    rq.method = asked_method ? method : NULL;
-    rq.pin = has_pin ? pin : NULL;
-    rq.otp = has_otp ? otp : NULL;
-    rq.client_ip = present ? ip : peer;
+    rq.username = b.username;
+    rq.method = b.has_method ? b.method : NULL;
+    rq.pin = b.has_pin ? b.pin : NULL;
+    rq.otp = b.has_otp ? b.otp : NULL;
+    rq.client_ip = b.has_client_ip ? b.client_ip : peer;
     if (auth_signin(n, &rq, reply, req) < 0)
         out_of_memory(req);
-    secret_wipe(pin, sizeof(pin));
-    secret_wipe(otp, sizeof(otp));
+    secret_wipe(&b, sizeof(b));
 }
 
 /* The challenge id in /api/v1/challenges/<id>[/verify], or NULL after a 4xx reply. */
@@ -199,14 +216,13 @@ void auth_handle_verify(struct evhttp_request *req, void *arg)
 {
     struct node *n = arg;
     char path[256], peer[64], otp[SECRET_MAX + 1];
-    const char *id, *bad = NULL;
-    bool present;
+    const char *id;
     json_t *body;
 
     id = challenge_id(n, req, path, sizeof(path), true);
     if (!id || !(body = begin(n, req, peer, sizeof(peer))))
         return;
-    if (get_str(body, "otp", otp, SECRET_MAX, &present, &bad) < 0 || !present) {
+    if (auth_body_verify(body, otp) < 0) {
         drop_body(req, body);
         http_reply_error(req, 400, "bad_request", "otp: expected the code as a string");
         return;
