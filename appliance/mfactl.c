@@ -54,8 +54,9 @@ static const char usage_text[] =
     "  maint N\n"
     "      on every balancer: nothing reaches N, not even its own challenges and sessions\n"
     "      (they start again elsewhere)\n"
-    "  pki init|issue ...\n"
-    "      the cluster CA and member certificates (`mfactl pki --help`)\n"
+    "  pki init|issue|renew ...\n"
+    "      the cluster CA and member certificates; renew before they expire\n"
+    "      (`mfactl pki --help`)\n"
     "\n"
     "exit codes: 0 done, 1 failed, 2 bad usage or configuration, 3 refused (nothing was\n"
     "changed), 4 no member (for drain, ready, maint: no balancer) answered\n";

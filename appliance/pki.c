@@ -1,5 +1,5 @@
 /*
- * The cluster's PKI (`mfactl pki init|issue`); see pki.h for what is made.
+ * The cluster's PKI (`mfactl pki init|issue|renew`); see pki.h for what is made.
  *
  * Everything is done in-process with OpenSSL 3, never by running the
  * `openssl` command: EC P-256 keys from EVP_PKEY_Q_keygen(), certificates
@@ -36,6 +36,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/asn1.h>
@@ -52,9 +53,10 @@
 #include "fsutil.h"
 #include "mem.h"
 
-#define PKI_OK     0
-#define PKI_FAILED 1
-#define PKI_USAGE  2
+#define PKI_OK      0
+#define PKI_FAILED  1
+#define PKI_USAGE   2
+#define PKI_REFUSED 3 /* mfactl's "refused, nothing was changed" */
 
 #define PKI_NAME_MAX      64 /* --name: also the CN, ub-common-name (RFC 5280 App. A) */
 #define PKI_CLUSTER_MAX   32 /* --cluster: "<NAME> cluster CA" must fit in 64 */
@@ -62,15 +64,22 @@
 #define PKI_DAYS_MAX      36500
 #define PKI_CA_DAYS       3650
 #define PKI_LEAF_DAYS     825
+#define PKI_WITHIN_DAYS   30   /* renew: due when it expires within this many days */
 #define PKI_BACKDATE_SECS 3600 /* notBefore an hour back: members' clocks differ */
 #define PKI_SERIAL_BITS   128
 #define PKI_FILE_MAX      65536 /* a PEM file we read */
 #define PKI_CLUSTER_DEF   "mfa"
+#define PKI_MEMBER_DEF    "member" /* renew: DIR/member.crt, appliance.tls.cert's default name */
 
 static const char pki_usage_text[] =
     "usage: mfactl pki init  --dir DIR [--cluster NAME] [--days N] [--force]\n"
     "       mfactl pki issue --dir DIR --name ID [--ip ADDR]... [--dns NAME]...\n"
-    "                        [--out PREFIX] [--days N] [--owner USER]\n";
+    "                        [--out PREFIX] [--days N] [--owner USER]\n"
+    "       mfactl pki renew --dir DIR [--name ID | --out PREFIX] [--within DAYS]\n"
+    "                        [--force] [--new-key] [--days N] [--owner USER]\n"
+    "renew: DIR/member.crt unless --name or --out says otherwise; only when it\n"
+    "expires within DAYS (30) or with --force; same names, same key unless\n"
+    "--new-key; then restart the daemons (a reload does not load certificates)\n";
 
 /* What the command line asked for; the strings point into argv. */
 struct pki_args {
@@ -82,8 +91,10 @@ struct pki_args {
     const char *ip[PKI_SAN_MAX];
     const char *dns[PKI_SAN_MAX];
     size_t nip, ndns;
-    long days; /* 0: the subcommand's default */
+    long days;   /* 0: the subcommand's default */
+    long within; /* renew --within; 0: PKI_WITHIN_DAYS */
     bool force;
+    bool new_key;
     bool help;
 };
 
@@ -116,6 +127,14 @@ static const struct option pki_issue_opts[] = {
     { "owner", required_argument, NULL, 'u' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
+};
+
+static const struct option pki_renew_opts[] = {
+    { "dir", required_argument, NULL, 'd' },    { "name", required_argument, NULL, 'n' },
+    { "out", required_argument, NULL, 'o' },    { "days", required_argument, NULL, 'D' },
+    { "within", required_argument, NULL, 'w' }, { "force", no_argument, NULL, 'f' },
+    { "new-key", no_argument, NULL, 'k' },      { "owner", required_argument, NULL, 'u' },
+    { "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
 };
 
 /* ---- messages ---- */
@@ -263,8 +282,16 @@ static int pki_parse_args(int argc, char **argv, const struct option *opts, stru
                 return pki_usage("--days %s: must be a whole number of days from 1 to %d", optarg,
                                  PKI_DAYS_MAX);
             break;
+        case 'w':
+            if (pki_parse_days(optarg, &a->within) < 0)
+                return pki_usage("--within %s: must be a whole number of days from 1 to %d", optarg,
+                                 PKI_DAYS_MAX);
+            break;
         case 'f':
             a->force = true;
+            break;
+        case 'k':
+            a->new_key = true;
             break;
         case 'n':
             a->name = optarg;
@@ -695,6 +722,18 @@ fail:
     return NULL;
 }
 
+/* Adds what every leaf has: a TLS server and client, no CA, key identifiers. */
+static int pki_add_leaf_exts(X509 *x, X509 *ca, char **err)
+{
+    if (pki_add_ext(x, ca, NID_basic_constraints, "critical,CA:FALSE", err) < 0 ||
+        pki_add_ext(x, ca, NID_key_usage, "critical,digitalSignature", err) < 0 ||
+        pki_add_ext(x, ca, NID_ext_key_usage, "serverAuth,clientAuth", err) < 0 ||
+        pki_add_ext(x, ca, NID_subject_key_identifier, "hash", err) < 0 ||
+        pki_add_ext(x, ca, NID_authority_key_identifier, "keyid:always", err) < 0)
+        return -1;
+    return 0;
+}
+
 /* The leaf certificate for <pkey> as <a> asks, signed by <ca>/<cakey>, or NULL. */
 static X509 *pki_make_leaf(EVP_PKEY *pkey, X509 *ca, EVP_PKEY *cakey, const struct pki_args *a,
                            long days, char **err)
@@ -707,12 +746,8 @@ static X509 *pki_make_leaf(EVP_PKEY *pkey, X509 *ca, EVP_PKEY *cakey, const stru
         pki_ossl_fail(err, "cannot set the issuer of %s", a->name);
         goto fail;
     }
-    if (pki_add_ext(x, ca, NID_basic_constraints, "critical,CA:FALSE", err) < 0 ||
-        pki_add_ext(x, ca, NID_key_usage, "critical,digitalSignature", err) < 0 ||
-        pki_add_ext(x, ca, NID_ext_key_usage, "serverAuth,clientAuth", err) < 0 ||
-        pki_add_ext(x, ca, NID_subject_key_identifier, "hash", err) < 0 ||
-        pki_add_ext(x, ca, NID_authority_key_identifier, "keyid:always", err) < 0 ||
-        pki_add_san(x, a, err) < 0 || pki_sign(x, cakey, a->name, err) < 0)
+    if (pki_add_leaf_exts(x, ca, err) < 0 || pki_add_san(x, a, err) < 0 ||
+        pki_sign(x, cakey, a->name, err) < 0)
         goto fail;
     return x;
 fail:
@@ -993,18 +1028,275 @@ done:
     return rc;
 }
 
+/* ---- renew ---- */
+
+/* Reads the PEM certificate <path> (<what> names it in errors). Returns it, or NULL. */
+static X509 *pki_read_cert(const char *path, const char *what, char **err)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    BIO *bio;
+    X509 *x;
+
+    if (pki_read_file(path, &buf, &len, err) < 0)
+        return NULL;
+    bio = BIO_new_mem_buf(buf, (int)len);
+    x = bio != NULL ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+    BIO_free(bio);
+    mfa_free(buf);
+    if (x == NULL) {
+        pki_ossl_fail(err, "cannot read the %s %s (not a PEM certificate)", what, path);
+        errno = 0;
+    }
+    return x;
+}
+
+/* Reads the unencrypted PEM private key <path>, wiping the bytes read. Returns it, or NULL. */
+static EVP_PKEY *pki_read_key(const char *path, char **err)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    EVP_PKEY *k;
+    BIO *bio;
+
+    if (pki_read_file(path, &buf, &len, err) < 0)
+        return NULL;
+    bio = BIO_new_mem_buf(buf, (int)len);
+    k = bio != NULL ? PEM_read_bio_PrivateKey(bio, NULL, pki_no_passphrase, NULL) : NULL;
+    BIO_free(bio);
+    OPENSSL_cleanse(buf, len);
+    mfa_free(buf);
+    if (k == NULL)
+        pki_ossl_fail(err, "cannot read the key %s (it must be an unencrypted PEM key)", path);
+    return k;
+}
+
+/* Formats <t> as ISO 8601 UTC ("2026-11-22T21:00:00Z") into <buf>; "?" if it cannot. */
+static const char *pki_time_iso(const ASN1_TIME *t, char *buf, size_t size)
+{
+    struct tm tm;
+
+    if (ASN1_TIME_to_tm(t, &tm) != 1 || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(buf, size, "?");
+    return buf;
+}
+
+/*
+ * When the existing <path> belongs to another user or group than ours, sets
+ * <own> to them, so that its replacement keeps them (a key the daemons'
+ * user reads stays readable). Leaves <own> unset otherwise.
+ */
+static void pki_owner_of(const char *path, struct pki_owner *own)
+{
+    struct stat st;
+
+    if (stat(path, &st) == 0 && (st.st_uid != geteuid() || st.st_gid != getegid())) {
+        own->set = true;
+        own->uid = st.st_uid;
+        own->gid = st.st_gid;
+    }
+}
+
+/*
+ * A renewal of <old> for <pkey>: the same subject and subjectAltName, a new
+ * random serial, <days> from an hour ago, the leaf extensions, signed by
+ * <ca>/<cakey>. Returns it (the caller frees it), or NULL.
+ */
+static X509 *pki_make_renewal(X509 *old, EVP_PKEY *pkey, X509 *ca, EVP_PKEY *cakey, long days,
+                              const char *what, char **err)
+{
+    int san = X509_get_ext_by_NID(old, NID_subject_alt_name, -1);
+    X509 *x = X509_new();
+
+    if (x == NULL || X509_set_version(x, X509_VERSION_3) != 1 || pki_set_serial(x) < 0 ||
+        X509_gmtime_adj(X509_getm_notBefore(x), -PKI_BACKDATE_SECS) == NULL ||
+        X509_time_adj_ex(X509_getm_notAfter(x), (int)days, 0, NULL) == NULL ||
+        X509_set_pubkey(x, pkey) != 1 ||
+        X509_set_subject_name(x, X509_get_subject_name(old)) != 1 ||
+        X509_set_issuer_name(x, X509_get_subject_name(ca)) != 1) {
+        pki_ossl_fail(err, "cannot build the renewal of %s", what);
+        goto fail;
+    }
+    if (pki_add_leaf_exts(x, ca, err) < 0)
+        goto fail;
+    /* the names as they were, byte for byte */
+    if (san >= 0 && X509_add_ext(x, X509_get_ext(old, san), -1) != 1) {
+        pki_ossl_fail(err, "cannot copy the subjectAltName of %s", what);
+        goto fail;
+    }
+    if (pki_sign(x, cakey, what, err) < 0)
+        goto fail;
+    return x;
+fail:
+    X509_free(x);
+    return NULL;
+}
+
+/* True when <x> was issued and signed by <ca>. */
+static bool pki_issued_by(X509 *x, X509 *ca)
+{
+    bool ok = X509_check_issued(ca, x) == X509_V_OK && X509_verify(x, X509_get0_pubkey(ca)) == 1;
+
+    ERR_clear_error();
+    return ok;
+}
+
+/*
+ * `pki renew`: argv[0] is "renew". Renews PREFIX.crt (DIR/member, DIR/<ID>
+ * with --name, or --out PREFIX) when it expires within --within days or with
+ * --force; otherwise says when it expires and changes nothing. Returns the
+ * exit code.
+ */
+static int pki_renew(int argc, char **argv)
+{
+    struct pki_args a = { .days = 0 };
+    struct pki_owner key_own = { .set = false }, crt_own = { .set = false };
+    struct pki_out key = { 0 }, crt = { 0 };
+    EVP_PKEY *pkey = NULL, *cakey = NULL;
+    X509 *old = NULL, *ca = NULL, *leaf = NULL;
+    char *prefix = NULL, *err = NULL, was[32], until[32];
+    time_t limit;
+    int rc, cmp, day = 0, sec = 0;
+
+    rc = pki_parse_args(argc, argv, pki_renew_opts, &a);
+    if (rc != 0)
+        return rc;
+    if (a.help) {
+        fputs(pki_usage_text, stdout);
+        return PKI_OK;
+    }
+    if (a.name != NULL && a.out != NULL)
+        return pki_usage("renew takes --name ID or --out PREFIX, not both");
+    if (a.name != NULL && !pki_valid_name(a.name, PKI_NAME_MAX))
+        return pki_usage("--name %s: must be 1 to %d of A-Z a-z 0-9 . _ - (not starting with . "
+                         "or -)",
+                         a.name, PKI_NAME_MAX);
+    if (a.out != NULL && (a.out[0] == '\0' || a.out[strlen(a.out) - 1] == '/'))
+        return pki_usage("--out %s: must be a path prefix such as /etc/mfa/tls/node", a.out);
+    if (a.owner != NULL && a.owner[0] == '\0')
+        return pki_usage("--owner needs a user name");
+    if (a.within == 0)
+        a.within = PKI_WITHIN_DAYS;
+    rc = PKI_FAILED;
+    if (a.owner != NULL && pki_resolve_owner(a.owner, &key_own, &err) < 0)
+        goto done;
+    crt_own = key_own;
+    if (a.out != NULL)
+        prefix = strdup(a.out);
+    else if (asprintf(&prefix, "%s/%s", a.dir, a.name != NULL ? a.name : PKI_MEMBER_DEF) < 0)
+        prefix = NULL;
+    if (prefix == NULL) {
+        err_set(&err, "out of memory");
+        goto done;
+    }
+    if (pki_out_path(&key, prefix, ".key", 0600, &err) < 0 ||
+        pki_out_path(&crt, prefix, ".crt", 0644, &err) < 0)
+        goto done;
+    if (pki_not_ca_file(key.path, a.dir, "ca.key", &err) < 0 ||
+        pki_not_ca_file(key.path, a.dir, "ca.crt", &err) < 0 ||
+        pki_not_ca_file(crt.path, a.dir, "ca.key", &err) < 0 ||
+        pki_not_ca_file(crt.path, a.dir, "ca.crt", &err) < 0)
+        goto done;
+
+    old = pki_read_cert(crt.path, "certificate", &err);
+    if (old == NULL) {
+        if (errno == ENOENT)
+            err_set(&err, "%s does not exist: nothing to renew (make one with mfactl pki issue)",
+                    crt.path);
+        goto done;
+    }
+    /* due: notAfter before now + --within days */
+    limit = time(NULL) + (time_t)a.within * 86400;
+    cmp = X509_cmp_time(X509_get0_notAfter(old), &limit);
+    if (cmp == 0 || ASN1_TIME_diff(&day, &sec, NULL, X509_get0_notAfter(old)) != 1) {
+        pki_ossl_fail(&err, "%s: cannot read its expiry", crt.path);
+        goto done;
+    }
+    pki_time_iso(X509_get0_notAfter(old), was, sizeof(was));
+    if (cmp > 0 && !a.force) {
+        printf("%s expires %s (in %d days), not within %ld days: not renewed (--force renews "
+               "it now)\n",
+               crt.path, was, day, a.within);
+        rc = PKI_OK;
+        goto done;
+    }
+
+    if (pki_load_ca(a.dir, &ca, &cakey, &err) < 0)
+        goto done;
+    if (!pki_issued_by(old, ca)) {
+        err_set(&err,
+                "%s was not issued by the CA in %s; refusing to renew it (mfactl pki issue makes "
+                "a new one)",
+                crt.path, a.dir);
+        rc = PKI_REFUSED;
+        goto done;
+    }
+    if (a.new_key) {
+        pkey = pki_new_key(&err);
+    } else {
+        pkey = pki_read_key(key.path, &err);
+        if (pkey != NULL && X509_check_private_key(old, pkey) != 1) {
+            ERR_clear_error();
+            err_set(&err, "%s is not the key of %s (--new-key makes a new one)", key.path,
+                    crt.path);
+            goto done;
+        }
+    }
+    if (pkey == NULL)
+        goto done;
+    leaf = pki_make_renewal(old, pkey, ca, cakey, a.days != 0 ? a.days : PKI_LEAF_DAYS, crt.path,
+                            &err);
+    if (leaf == NULL)
+        goto done;
+    if (ASN1_TIME_compare(X509_get0_notAfter(leaf), X509_get0_notAfter(ca)) > 0)
+        fprintf(stderr,
+                "mfactl pki: warning: the renewal of %s outlives the CA; it stops being valid "
+                "when the CA expires\n",
+                crt.path);
+    if (!key_own.set)
+        pki_owner_of(key.path, &key_own);
+    if (!crt_own.set)
+        pki_owner_of(crt.path, &crt_own);
+    /* as issue: both complete on disk, then the key put in place first */
+    if ((a.new_key && pki_stage_key(&key, pkey, &key_own, &err) < 0) ||
+        pki_stage_cert(&crt, leaf, &crt_own, &err) < 0 ||
+        (a.new_key && pki_install(&key, true, "", &err) < 0) ||
+        pki_install(&crt, true, "", &err) < 0)
+        goto done;
+    printf("renewed %s: valid until %s (was %s)%s\n", crt.path,
+           pki_time_iso(X509_get0_notAfter(leaf), until, sizeof(until)), was,
+           a.new_key ? ", with a new key" : ", same key");
+    printf("next: the daemons load certificates only when they start; on the member that uses "
+           "it, run\n  systemctl restart mfa-replicator mfa-node mfa-balancer\n");
+    rc = PKI_OK;
+done:
+    if (rc != PKI_OK)
+        pki_fail(&err);
+    pki_out_discard(&key);
+    pki_out_discard(&crt);
+    X509_free(leaf);
+    X509_free(old);
+    X509_free(ca);
+    EVP_PKEY_free(pkey);
+    EVP_PKEY_free(cakey);
+    free(prefix);
+    return rc;
+}
+
 int pki_main(int argc, char **argv)
 {
     if (argc < 2 || argv[1] == NULL)
-        return pki_usage("missing subcommand (init or issue)");
+        return pki_usage("missing subcommand (init, issue or renew)");
     if (strcmp(argv[1], "init") == 0)
         return pki_init(argc - 1, argv + 1);
     if (strcmp(argv[1], "issue") == 0)
         return pki_issue(argc - 1, argv + 1);
+    if (strcmp(argv[1], "renew") == 0)
+        return pki_renew(argc - 1, argv + 1);
     if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
         strcmp(argv[1], "-h") == 0) {
         fputs(pki_usage_text, stdout);
         return PKI_OK;
     }
-    return pki_usage("unknown subcommand '%s' (expected init or issue)", argv[1]);
+    return pki_usage("unknown subcommand '%s' (expected init, issue or renew)", argv[1]);
 }

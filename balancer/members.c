@@ -66,9 +66,10 @@ static void pick(json_t *to, const json_t *from, const char *const *keys)
 static void polled(void *arg, const struct httpclient_response *resp, json_t *json,
                    const char *json_error)
 {
-    static const char *const repl_keys[] = { "role",        "timeline", "lsn",    "lag_bytes",
-                                             "lag_seconds", "writable", "fenced", "streaming",
-                                             "upstream",    NULL };
+    static const char *const repl_keys[] = {
+        "role",   "timeline",  "lsn",      "lag_bytes",       "lag_seconds",    "writable",
+        "fenced", "streaming", "upstream", "cert_expires_at", "cert_days_left", NULL,
+    };
     static const char *const node_keys[] = { "challenges", "sessions", "clock_offset_s", "version",
                                              NULL };
     struct poll *p = arg;

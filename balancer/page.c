@@ -14,7 +14,10 @@
  *             (starting, rejoining, stopped), a standby not streaming or
  *             more than LAG_WARN_S behind, the server drained or in
  *             maintenance or not UP in HAProxy, the clock more than
- *             CLOCK_WARN_S off (TOTP codes depend on it);
+ *             CLOCK_WARN_S off (TOTP codes depend on it), the replicator's
+ *             certificate expiring in fewer than CERT_WARN_DAYS days (or
+ *             expired; the row then says "certificate expires in N days —
+ *             mfactl pki renew");
  *   up        anything else. A witness (it runs no database) needs no node.
  *
  * Invariants: every string taken from the snapshot goes through put_esc()
@@ -37,6 +40,8 @@
 #define LAG_WARN_S 10.0
 /* A clock further off than this, in seconds, is degraded (TOTP steps are 30 s). */
 #define CLOCK_WARN_S 1.0
+/* A member certificate with fewer days left than this is degraded (mfactl pki renew's default). */
+#define CERT_WARN_DAYS 30.0
 
 #define UNKNOWN        "<span class=\"unk\">?</span>"
 #define NOT_APPLICABLE "<span class=\"na\">—</span>"
@@ -109,6 +114,15 @@ static bool reachable(const json_t *part)
 static bool is_witness(const json_t *repl)
 {
     return reachable(repl) && str_eq(get_str(repl, "role"), "witness");
+}
+
+/*
+ * Sets <*days> to the replicator's cert_days_left when it answered and says
+ * fewer than CERT_WARN_DAYS are left. False when absent, ill-typed or far off.
+ */
+static bool cert_expiring(const json_t *repl, double *days)
+{
+    return reachable(repl) && get_num(repl, "cert_days_left", days) && *days < CERT_WARN_DAYS;
 }
 
 /* ---- formatting values (into caller buffers; no snapshot text) ---- */
@@ -282,6 +296,8 @@ static enum health member_health(const json_t *m, struct reasons *why)
             reason_add(why, role ? "database not serving" : "role unknown");
         if (get_num(repl, "lag_seconds", &v) && v > LAG_WARN_S)
             reason_add(why, "lagging");
+        if (cert_expiring(repl, &v))
+            reason_add(why, v < 0 ? "certificate expired" : "certificate expiring");
     }
     if (!witness) {
         if (!reachable(node))
@@ -583,6 +599,40 @@ static void put_error(FILE *f, const char *part, const json_t *obj)
     fputs("</div>", f);
 }
 
+/*
+ * The certificate warning, when the replicator's has fewer than
+ * CERT_WARN_DAYS days left: "certificate expires in N days — mfactl pki
+ * renew", cert_expires_at (escaped) as its tooltip.
+ */
+static void put_cert_warning(FILE *f, const json_t *repl)
+{
+    const char *at = get_str(repl, "cert_expires_at");
+    double v;
+
+    if (!cert_expiring(repl, &v))
+        return;
+    fputs("<div class=\"warn\"", f);
+    if (at) {
+        fputs(" title=\"certificate valid until ", f);
+        put_esc(f, at);
+        fputs("\"", f);
+    }
+    if (v < -1e6) {
+        fputs(">certificate expired", f);
+    } else if (v < 0) {
+        long long n = (long long)-v > 0 ? (long long)-v : 1; /* bounded above: no overflow */
+
+        fprintf(f, ">certificate expired %lld day%s ago", n, n == 1 ? "" : "s");
+    } else if (v < 1) {
+        fputs(">certificate expires today", f);
+    } else {
+        long long n = (long long)v; /* 1 <= v < CERT_WARN_DAYS */
+
+        fprintf(f, ">certificate expires in %lld day%s", n, n == 1 ? "" : "s");
+    }
+    fputs(" — mfactl pki renew</div>", f);
+}
+
 static void put_member(FILE *f, const json_t *m)
 {
     const json_t *repl = json_object_get(m, "replicator");
@@ -624,6 +674,7 @@ static void put_member(FILE *f, const json_t *m)
         fputs("</td>", f);
     }
     fputs("<td>", f);
+    put_cert_warning(f, repl);
     put_error(f, "replicator", repl);
     if (!is_witness(repl))
         put_error(f, "node", node);
@@ -665,10 +716,10 @@ char *page_html(const json_t *snapshot)
     fprintf(f,
             "<p class=\"legend\">Degraded: a part unreachable, node not ready, drained or in "
             "maintenance, fenced, a standby not streaming or more than %.0f s behind, a clock "
-            "more than %.0f s off (TOTP depends on it). Down: neither the replicator nor the node "
-            "answers.</p>\n"
+            "more than %.0f s off (TOTP depends on it), a certificate expiring within %.0f days. "
+            "Down: neither the replicator nor the node answers.</p>\n"
             "</body>\n</html>\n",
-            LAG_WARN_S, CLOCK_WARN_S);
+            LAG_WARN_S, CLOCK_WARN_S, CERT_WARN_DAYS);
     failed = ferror(f) != 0;
     if (fclose(f) != 0 || failed) {
         free(text);

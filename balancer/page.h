@@ -2,8 +2,8 @@
  * The web health page mfa-balancer serves on its read-only port: every
  * member at a glance (database role, timeline, replication lag, node
  * readiness, HAProxy state, live challenges and sessions, clock offset,
- * version), refreshed every few seconds, with no external assets. The same
- * snapshot is served as /cluster.json.
+ * version, a certificate near expiry), refreshed every few seconds, with no
+ * external assets. The same snapshot is served as /cluster.json.
  *
  * The snapshot (a JSON object the balancer builds, see docs/balancer.md):
  *
@@ -14,7 +14,8 @@
  *       "replicator": {"reachable": true, "role": "primary", "timeline": 2,
  *                      "lsn": "0/3000148", "lag_bytes": 0, "lag_seconds": 0.0,
  *                      "writable": true, "fenced": false, "streaming": null,
- *                      "upstream": null}
+ *                      "upstream": null, "cert_expires_at": "2029-02-24T21:27:39Z",
+ *                      "cert_days_left": 824}
  *                   | {"reachable": false, "error": "..."},
  *       "node": {"reachable": true, "ready": true, "challenges": 3, "sessions": 0,
  *                "clock_offset_s": 0.001, "version": "0.1.0"}
@@ -34,7 +35,10 @@
  * replicator nor its node answers; "degraded" when it answers but something
  * needs a look (a part unreachable, the node not ready, drained or in
  * maintenance, fenced, a standby not streaming or more than 10 s behind, a
- * clock more than 1 s off); "up" otherwise. The summary line on top counts
+ * clock more than 1 s off, the replicator's certificate expiring in fewer
+ * than 30 days or expired — its row then says "certificate expires in N
+ * days — mfactl pki renew"; cert_days_left absent, null or not a number
+ * shows nothing); "up" otherwise. The summary line on top counts
  * roles and badges and says "no writable primary!" when none is.
  */
 #ifndef MFA_BALANCER_PAGE_H

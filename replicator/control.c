@@ -4,9 +4,19 @@
  * the probes and the peer polls last found; it never waits on the database.
  * The actions start tasks (role.c): /promote and /fence answer when their
  * task is done, /rejoin at once (the caller polls /status).
+ *
+ * /status also says when the certificate this API serves expires
+ * (cert_expires_at, cert_days_left), so the balancers' health page can warn
+ * before it does. It is read from the TLS context when the API starts: the
+ * certificate is loaded only then (a SIGHUP does not reload it), so this is
+ * the one in use, not whatever the file holds now.
  */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "daemon.h"
 #include "errmsg.h"
@@ -20,6 +30,35 @@ static json_t *lsn_json(uint64_t lsn)
     char buf[32];
 
     return lsn ? json_string(lsn_format(lsn, buf, sizeof(buf))) : json_null();
+}
+
+/* Whole days from now until <t>, rounded down: -1 the day after it has passed. */
+static long days_until(time_t t)
+{
+    long long s = (long long)t - (long long)time(NULL);
+
+    return (long)(s >= 0 ? s / 86400 : -((-s + 86399) / 86400));
+}
+
+/* Notes when the certificate <ctx> serves expires; logs a warning within 30 days. */
+static void note_cert(struct repl *r, SSL_CTX *ctx)
+{
+    X509 *x = SSL_CTX_get0_certificate(ctx);
+    struct tm tm;
+    long days;
+
+    r->cert_known = false;
+    if (!x || ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) != 1)
+        return;
+    r->cert_not_after = timegm(&tm);
+    strftime(r->cert_expires_at, sizeof(r->cert_expires_at), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    r->cert_known = true;
+    days = days_until(r->cert_not_after);
+    if (days < 30)
+        log_warn("tls.cert_expiring expires_at=%s days_left=%ld hint=%s", r->cert_expires_at, days,
+                 "mfactl pki renew, then restart the daemons");
+    else
+        log_info("tls.cert expires_at=%s days_left=%ld", r->cert_expires_at, days);
 }
 
 static const char *status_primary(struct repl *r)
@@ -121,6 +160,10 @@ json_t *control_status(struct repl *r)
                         json_pack("{s:b, s:o, s:i}", "running", r->pm == PM_RUNNING, "pid",
                                   r->pm_pid ? json_integer(r->pm_pid) : json_null(), "restarts",
                                   r->pm_restarts));
+    json_object_set_new(out, "cert_expires_at",
+                        r->cert_known ? json_string(r->cert_expires_at) : json_null());
+    json_object_set_new(out, "cert_days_left",
+                        r->cert_known ? json_integer(days_until(r->cert_not_after)) : json_null());
     json_object_set_new(out, "version", json_string(MFA_VERSION));
     return out;
 }
@@ -241,6 +284,7 @@ struct http_server *control_start(struct repl *r, char **err)
     hs.tls = tls_server_ctx_new(&ts, err);
     if (!hs.tls)
         return NULL;
+    note_cert(r, hs.tls);
     srv = http_server_new(r->base, &hs, routes, MFA_ARRAY_LEN(routes), r, err);
     SSL_CTX_free(hs.tls);
     return srv;

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "appconf.h"
 #include "keyfile.h"
@@ -80,7 +81,11 @@ struct repl {
     struct worker_pool *workers;
     struct httpclient *http;
     struct http_server *api;
-    struct pgconn *db; /* the local superuser connection, over the socket */
+    /* The certificate the control API serves (appliance.tls.cert as loaded at start). */
+    bool cert_known;
+    time_t cert_not_after;
+    char cert_expires_at[32]; /* ISO 8601 UTC */
+    struct pgconn *db;        /* the local superuser connection, over the socket */
     bool probe_in_flight;
 
     /* The postmaster. */

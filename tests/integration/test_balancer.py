@@ -255,6 +255,13 @@ def test_reload_on_membership_change_loses_no_request(cl):
 def test_health_page_shows_members_and_a_dead_one(cl):
     st, snap = cl.lb.health()
     assert st == 200 and [m["id"] for m in snap["members"]] == ["n1", "n2", "n3"]
+    # every replicator says when its certificate (mfactl pki issue: 825 days) expires
+    wait_for(lambda: all(m["replicator"].get("cert_days_left") is not None
+                         for m in cl.lb.health()[1]["members"]), 15, "certificate expiry shown")
+    for m in cl.lb.health()[1]["members"]:
+        assert 823 <= m["replicator"]["cert_days_left"] <= 825
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", m["replicator"]["cert_expires_at"])
+    assert b"certificate expires" not in cl.lb.health("/")[1]
     cl.by_id["n3"].kill()
     wait_for(lambda: [m for m in cl.lb.health()[1]["members"] if m["id"] == "n3"][0]["down"],
              15, "n3 shown down")

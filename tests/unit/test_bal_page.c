@@ -259,6 +259,8 @@ static const struct {
     { "replicator", "role", "\"rejoining\"", "database not serving" },
     { "replicator", "role", "7", "role unknown" },
     { "node", "clock_offset_s", "-1.5", "clock off" },
+    { "replicator", "cert_days_left", "12", "certificate expiring" },
+    { "replicator", "cert_days_left", "-3", "certificate expired" },
 };
 
 static void test_degraded(void **state)
@@ -525,6 +527,85 @@ static void test_big_values(void **state)
     json_decref(snap);
 }
 
+/* cert_days_left of n2, and the warning its row then has ("" for none: the row stays up). */
+static const struct {
+    const char *days, *text;
+} cert_cases[] = {
+    { "12", ">certificate expires in 12 days — mfactl pki renew</div>" },
+    { "29", ">certificate expires in 29 days — mfactl pki renew</div>" },
+    { "29.9", ">certificate expires in 29 days — mfactl pki renew</div>" },
+    { "1", ">certificate expires in 1 day — mfactl pki renew</div>" },
+    { "0", ">certificate expires today — mfactl pki renew</div>" },
+    { "-1", ">certificate expired 1 day ago — mfactl pki renew</div>" },
+    { "-0.5", ">certificate expired 1 day ago — mfactl pki renew</div>" },
+    { "-40", ">certificate expired 40 days ago — mfactl pki renew</div>" },
+    { "-1e300", ">certificate expired — mfactl pki renew</div>" },
+    { "30", "" },
+    { "825", "" },
+    { "1e300", "" },
+    { "null", "" },
+    { "\"3\"", "" },
+    { "[3]", "" },
+    { "{}", "" },
+};
+
+static void test_cert_expiry(void **state)
+{
+    json_t *snap = load(healthy);
+    char *html;
+
+    (void)state;
+    /* the field absent (an older replicator): nothing about certificates in any row */
+    html = render(snap);
+    assert_int_equal(count(html, "<tr class=\"up\">"), 3);
+    assert_lacks(row(html, "n1"), "certificate");
+    assert_lacks(row(html, "n2"), "certificate");
+    assert_lacks(html, ">?<");
+    free(html);
+    json_decref(snap);
+
+    for (size_t i = 0; i < sizeof(cert_cases) / sizeof(cert_cases[0]); i++) {
+        const char *r;
+
+        snap = load(healthy);
+        set(snap, 1, "replicator", "cert_expires_at", "\"2026-12-04T18:00:00Z\"");
+        set(snap, 1, "replicator", "cert_days_left", cert_cases[i].days);
+        html = render(snap);
+        r = row(html, "n2");
+        if (*cert_cases[i].text) {
+            if (strncmp(r, "<tr class=\"degraded\">", 21) != 0 || !strstr(r, cert_cases[i].text))
+                fail_msg("case %zu (%s): %s", i, cert_cases[i].days, r);
+            assert_contains(r, "<div class=\"warn\" title=\"certificate valid until "
+                               "2026-12-04T18:00:00Z\">");
+            assert_contains(html, "<span class=\"warn\">1 degraded</span>, 0 down</p>");
+        } else {
+            if (strncmp(r, "<tr class=\"up\">", 15) != 0 || strstr(r, "certificate"))
+                fail_msg("case %zu (%s): %s", i, cert_cases[i].days, r);
+            assert_lacks(r, ">?<");
+        }
+        free(html);
+        json_decref(snap);
+    }
+
+    /* a hostile or missing date is escaped or left out; an unreachable replicator says nothing */
+    snap = load(healthy);
+    set(snap, 1, "replicator", "cert_days_left", "5");
+    set(snap, 1, "replicator", "cert_expires_at", "\"\\\"><script>alert(1)</script>\"");
+    html = render(snap);
+    assert_contains(row(html, "n2"), "title=\"certificate valid until &quot;&gt;&lt;script&gt;");
+    assert_contains(row(html, "n2"), "certificate expires in 5 days");
+    free(html);
+    set(snap, 1, "replicator", "cert_expires_at", "7");
+    html = render(snap);
+    assert_contains(row(html, "n2"), "<div class=\"warn\">certificate expires in 5 days");
+    free(html);
+    set(snap, 1, "replicator", "reachable", "false");
+    html = render(snap);
+    assert_lacks(row(html, "n2"), "certificate");
+    free(html);
+    json_decref(snap);
+}
+
 /* lag_bytes and lag_seconds of n2, and how they read. */
 static const struct {
     const char *bytes, *seconds, *text;
@@ -566,7 +647,7 @@ int main(void)
         cmocka_unit_test(test_witness),   cmocka_unit_test(test_no_writable_primary),
         cmocka_unit_test(test_escaping),  cmocka_unit_test(test_stats_url),
         cmocka_unit_test(test_ill_typed), cmocka_unit_test(test_big_values),
-        cmocka_unit_test(test_formats),
+        cmocka_unit_test(test_formats),   cmocka_unit_test(test_cert_expiry),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,7 +2,9 @@
  * `mfactl pki`: init makes a CA, issue a leaf it signs; the files are loaded
  * back with OpenSSL and checked as a TLS peer would (chain, purposes, names,
  * key match), plus modes, ownership, the --force guard on ca.key, reissue,
- * and the exit codes of bad usage (2) and failure (1).
+ * and the exit codes of bad usage (2) and failure (1). renew: a due
+ * certificate keeps its subject, names and key; one not due is left as it
+ * was (same bytes, same inode); --force, --new-key, and the refusals.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -586,6 +588,312 @@ static void test_leaf_outliving_ca_warns(void **state)
     assert_string_equal(r.err, "");
 }
 
+/* The bytes and inode of file <name>: a file put in place by rename has a new inode. */
+struct snap {
+    char data[4096];
+    ino_t ino;
+};
+
+static void snap_of(const struct tmp *t, const char *name, struct snap *s)
+{
+    char path[256];
+    struct stat st;
+
+    path_of(path, sizeof(path), t, name);
+    assert_int_equal(stat(path, &st), 0);
+    s->ino = st.st_ino;
+    read_all(t, name, s->data, sizeof(s->data));
+}
+
+static bool snap_same(const struct tmp *t, const char *name, const struct snap *before)
+{
+    struct snap now;
+
+    snap_of(t, name, &now);
+    return now.ino == before->ino && strcmp(now.data, before->data) == 0;
+}
+
+/* The DER bytes of <x>'s subjectAltName extension value, for comparing two certificates. */
+static void san_der(X509 *x, const unsigned char **data, int *len)
+{
+    int i = X509_get_ext_by_NID(x, NID_subject_alt_name, -1);
+    const ASN1_OCTET_STRING *v;
+
+    assert_true(i >= 0);
+    v = X509_EXTENSION_get_data(X509_get_ext(x, i));
+    *data = ASN1_STRING_get0_data(v);
+    *len = ASN1_STRING_length(v);
+}
+
+/* Asserts that <after> renews <before>: same subject and names, a new serial, signed by <ca>. */
+static void assert_renewal(X509 *before, X509 *after, X509 *ca)
+{
+    const unsigned char *d1, *d2;
+    int l1, l2;
+
+    assert_int_equal(X509_NAME_cmp(X509_get_subject_name(before), X509_get_subject_name(after)), 0);
+    san_der(before, &d1, &l1);
+    san_der(after, &d2, &l2);
+    assert_int_equal(l1, l2);
+    assert_memory_equal(d1, d2, (size_t)l1);
+    assert_int_not_equal(
+        ASN1_INTEGER_cmp(X509_get0_serialNumber(before), X509_get0_serialNumber(after)), 0);
+    /* later, or the same second when both were made within one */
+    assert_true(ASN1_TIME_compare(X509_get0_notAfter(after), X509_get0_notAfter(before)) >= 0);
+    assert_int_equal(verify(ca, after, X509_PURPOSE_SSL_SERVER), 1);
+    assert_int_equal(verify(ca, after, X509_PURPOSE_SSL_CLIENT), 1);
+    assert_int_equal(X509_get_extended_key_usage(after) & (XKU_SSL_SERVER | XKU_SSL_CLIENT),
+                     XKU_SSL_SERVER | XKU_SSL_CLIENT);
+    assert_int_equal(X509_check_ca(after), 0);
+}
+
+/* Issues DIR/member.{crt,key} for n1 valid <days>. */
+static void issue_member_days(const struct tmp *t, const char *days)
+{
+    char prefix[128];
+    struct run r;
+
+    snprintf(prefix, sizeof(prefix), "%s/member", t->dir);
+    if (days != NULL)
+        run(&r, "issue", "--dir", t->dir, "--name", "n1", "--ip", "10.0.0.1", "--dns",
+            "m.example.org", "--out", prefix, "--days", days, NULL);
+    else
+        run(&r, "issue", "--dir", t->dir, "--name", "n1", "--ip", "10.0.0.1", "--dns",
+            "m.example.org", "--out", prefix, NULL);
+    assert_int_equal(r.rc, 0);
+}
+
+static void test_renew_due(void **state)
+{
+    struct tmp *t = *state;
+    char want[256];
+    struct snap key_before;
+    struct run r;
+    X509 *ca, *before, *after;
+    EVP_PKEY *key;
+
+    init_ca(t);
+    issue_member_days(t, "10");
+    before = load_cert(t, "member.crt");
+    snap_of(t, "member.key", &key_before);
+
+    /* this member's certificate by default, due within the default 30 days */
+    run(&r, "renew", "--dir", t->dir, NULL);
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.err, "");
+    snprintf(want, sizeof(want), "wrote %s/member.crt\nrenewed %s/member.crt: valid until ", t->dir,
+             t->dir);
+    assert_memory_equal(r.out, want, strlen(want));
+    assert_non_null(strstr(r.out, "same key"));
+    assert_non_null(strstr(r.out, "systemctl restart mfa-replicator mfa-node mfa-balancer"));
+    assert_null(strstr(r.out, "PRIVATE"));
+
+    ca = load_cert(t, "ca.crt");
+    after = load_cert(t, "member.crt");
+    key = load_key(t, "member.key");
+    assert_renewal(before, after, ca);
+    assert_true(ASN1_TIME_compare(X509_get0_notAfter(after), X509_get0_notAfter(before)) > 0);
+    assert_cn(after, "n1");
+    assert_int_equal(days_left(after) >= 824 && days_left(after) <= 825, 1);
+    /* the key is kept, untouched */
+    assert_true(snap_same(t, "member.key", &key_before));
+    assert_int_equal(X509_check_private_key(after, key), 1);
+    assert_int_equal(mode_of(t, "member.crt"), 0644);
+    assert_int_equal(mode_of(t, "member.key"), 0600);
+    assert_int_equal(count_entries(t->dir), 4);
+    X509_free(before);
+    X509_free(after);
+    X509_free(ca);
+    EVP_PKEY_free(key);
+
+    /* now it is not due: nothing more happens */
+    run(&r, "renew", "--dir", t->dir, "--days", "20", NULL);
+    assert_int_equal(r.rc, 0);
+    assert_non_null(strstr(r.out, "not renewed"));
+}
+
+static void test_renew_not_due(void **state)
+{
+    struct tmp *t = *state;
+    struct snap crt_before, key_before;
+    struct run r;
+    X509 *ca, *before, *after;
+
+    init_ca(t);
+    issue_member_days(t, NULL); /* 825 days */
+    snap_of(t, "member.crt", &crt_before);
+    snap_of(t, "member.key", &key_before);
+
+    run(&r, "renew", "--dir", t->dir, NULL);
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.err, "");
+    assert_non_null(strstr(r.out, "not renewed"));
+    assert_non_null(strstr(r.out, "not within 30 days"));
+    assert_null(strstr(r.out, "wrote"));
+    assert_true(snap_same(t, "member.crt", &crt_before));
+    assert_true(snap_same(t, "member.key", &key_before));
+    run(&r, "renew", "--dir", t->dir, "--within", "800", NULL);
+    assert_int_equal(r.rc, 0);
+    assert_true(snap_same(t, "member.crt", &crt_before));
+    assert_int_equal(count_entries(t->dir), 4);
+
+    /* a larger threshold makes it due */
+    before = load_cert(t, "member.crt");
+    run(&r, "renew", "--dir", t->dir, "--within", "900", "--days", "100", NULL);
+    assert_int_equal(r.rc, 0);
+    assert_non_null(strstr(r.out, "renewed"));
+    ca = load_cert(t, "ca.crt");
+    after = load_cert(t, "member.crt");
+    assert_int_equal(days_left(after) >= 99 && days_left(after) <= 100, 1);
+    assert_int_equal(X509_NAME_cmp(X509_get_subject_name(before), X509_get_subject_name(after)), 0);
+    assert_int_equal(verify(ca, after, X509_PURPOSE_SSL_SERVER), 1);
+    assert_true(snap_same(t, "member.key", &key_before));
+    X509_free(before);
+    X509_free(after);
+    X509_free(ca);
+}
+
+static void test_renew_force_and_new_key(void **state)
+{
+    struct tmp *t = *state;
+    struct snap key_before;
+    struct run r;
+    X509 *ca, *before, *after;
+    EVP_PKEY *oldkey, *key;
+
+    init_ca(t);
+    run(&r, "issue", "--dir", t->dir, "--name", "n2", "--ip", "::1", NULL);
+    assert_int_equal(r.rc, 0);
+    ca = load_cert(t, "ca.crt");
+
+    /* --force renews one not due; --name picks DIR/<ID> as issue does */
+    before = load_cert(t, "n2.crt");
+    snap_of(t, "n2.key", &key_before);
+    run(&r, "renew", "--dir", t->dir, "--name", "n2", "--force", NULL);
+    assert_int_equal(r.rc, 0);
+    assert_non_null(strstr(r.out, "renewed"));
+    after = load_cert(t, "n2.crt");
+    assert_renewal(before, after, ca);
+    assert_true(snap_same(t, "n2.key", &key_before));
+    X509_free(before);
+    before = after;
+
+    /* --new-key: a new key, in place first, that matches the new certificate */
+    oldkey = load_key(t, "n2.key");
+    run(&r, "renew", "--dir", t->dir, "--name", "n2", "--force", "--new-key", NULL);
+    assert_int_equal(r.rc, 0);
+    assert_non_null(strstr(r.out, "wrote"));
+    assert_non_null(strstr(r.out, "with a new key"));
+    assert_true(strstr(r.out, "n2.key") < strstr(r.out, "n2.crt"));
+    assert_false(snap_same(t, "n2.key", &key_before));
+    key = load_key(t, "n2.key");
+    after = load_cert(t, "n2.crt");
+    assert_int_not_equal(EVP_PKEY_eq(key, oldkey), 1);
+    assert_int_equal(X509_check_private_key(after, key), 1);
+    assert_int_equal(X509_check_private_key(after, oldkey), 0);
+    assert_int_equal(mode_of(t, "n2.key"), 0600);
+    assert_renewal(before, after, ca);
+    assert_int_equal(count_entries(t->dir), 4);
+    X509_free(before);
+    X509_free(after);
+    X509_free(ca);
+    EVP_PKEY_free(oldkey);
+    EVP_PKEY_free(key);
+}
+
+static void test_renew_refusals(void **state)
+{
+    struct tmp *t = *state;
+    char other[128], prefix[160], path[256];
+    struct snap crt_before, key_before;
+    struct run r;
+
+    init_ca(t);
+    /* a certificate from another CA */
+    snprintf(other, sizeof(other), "%s/other", t->dir);
+    run(&r, "init", "--dir", other, "--cluster", "other", NULL);
+    assert_int_equal(r.rc, 0);
+    snprintf(prefix, sizeof(prefix), "%s/member", other);
+    run(&r, "issue", "--dir", other, "--name", "n1", "--ip", "10.0.0.1", "--out", prefix, "--days",
+        "5", NULL);
+    assert_int_equal(r.rc, 0);
+    snap_of(t, "other/member.crt", &crt_before);
+    snap_of(t, "other/member.key", &key_before);
+    run(&r, "renew", "--dir", t->dir, "--out", prefix, NULL);
+    assert_int_equal(r.rc, 3);
+    assert_string_equal(r.out, "");
+    assert_non_null(strstr(r.err, "mfactl pki: "));
+    assert_non_null(strstr(r.err, "not issued by the CA"));
+    assert_true(snap_same(t, "other/member.crt", &crt_before));
+    assert_true(snap_same(t, "other/member.key", &key_before));
+    path_of(path, sizeof(path), t, "other");
+    assert_int_equal(count_entries(path), 4);
+
+    /* no certificate to renew */
+    run(&r, "renew", "--dir", t->dir, NULL);
+    assert_int_equal(r.rc, 1);
+    assert_non_null(strstr(r.err, "member.crt does not exist"));
+    assert_non_null(strstr(r.err, "pki issue"));
+
+    /* not a certificate */
+    issue_member_days(t, "5");
+    path_of(path, sizeof(path), t, "junk.crt");
+    {
+        FILE *f = fopen(path, "w");
+
+        assert_non_null(f);
+        fputs("not a certificate\n", f);
+        fclose(f);
+    }
+    run(&r, "renew", "--dir", t->dir, "--name", "junk", NULL);
+    assert_int_equal(r.rc, 1);
+    assert_non_null(strstr(r.err, "junk.crt"));
+
+    /* a key that is not the certificate's */
+    snap_of(t, "member.crt", &crt_before);
+    run(&r, "issue", "--dir", t->dir, "--name", "n9", "--ip", "10.0.0.9", NULL);
+    assert_int_equal(r.rc, 0);
+    {
+        char from[256], to[256];
+
+        path_of(from, sizeof(from), t, "n9.key");
+        path_of(to, sizeof(to), t, "member.key");
+        assert_int_equal(rename(from, to), 0);
+    }
+    run(&r, "renew", "--dir", t->dir, NULL);
+    assert_int_equal(r.rc, 1);
+    assert_non_null(strstr(r.err, "is not the key of"));
+    assert_non_null(strstr(r.err, "--new-key"));
+    assert_true(snap_same(t, "member.crt", &crt_before));
+
+    /* no CA key here: a member without ca.key cannot renew */
+    path_of(path, sizeof(path), t, "ca.key");
+    assert_int_equal(unlink(path), 0);
+    run(&r, "renew", "--dir", t->dir, "--new-key", NULL);
+    assert_int_equal(r.rc, 1);
+    assert_non_null(strstr(r.err, "ca.key"));
+    assert_true(snap_same(t, "member.crt", &crt_before));
+
+    /* the CA's own files are never a target */
+    run(&r, "renew", "--dir", t->dir, "--name", "ca", "--force", NULL);
+    assert_int_equal(r.rc, 1);
+    assert_non_null(strstr(r.err, "CA's"));
+
+    /* usage */
+    run(&r, "renew", "--dir", t->dir, "--name", "n1", "--out", prefix, NULL);
+    assert_int_equal(r.rc, 2);
+    run(&r, "renew", "--dir", t->dir, "--within", "0", NULL);
+    assert_int_equal(r.rc, 2);
+    assert_non_null(strstr(r.err, "--within"));
+    run(&r, "renew", "--dir", t->dir, "--ip", "10.0.0.1", NULL);
+    assert_int_equal(r.rc, 2);
+    run(&r, "renew", "--new-key", NULL);
+    assert_int_equal(r.rc, 2);
+    run(&r, "renew", "--dir", t->dir, "--name", "../x", NULL);
+    assert_int_equal(r.rc, 2);
+    assert_true(snap_same(t, "member.crt", &crt_before));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -596,6 +904,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_issue_options, setup, teardown),
         cmocka_unit_test_setup_teardown(test_issue_refuses_ca_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leaf_outliving_ca_warns, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_renew_due, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_renew_not_due, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_renew_force_and_new_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_renew_refusals, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
