@@ -1233,6 +1233,15 @@ static int pki_renew(int argc, char **argv)
     }
     if (a.new_key) {
         pkey = pki_new_key(&err);
+    } else if (access(key.path, F_OK) != 0) {
+        /*
+         * The member's key is not here (renewing another member's
+         * certificate on the CA host): the certificate carries its public
+         * key, which is all the CA signs.
+         */
+        pkey = X509_get_pubkey(old);
+        if (pkey == NULL)
+            err_set(&err, "%s: cannot read its public key", crt.path);
     } else {
         pkey = pki_read_key(key.path, &err);
         if (pkey != NULL && X509_check_private_key(old, pkey) != 1) {

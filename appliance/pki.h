@@ -34,9 +34,12 @@
  * must have been issued by the CA in DIR (else exit 3, refused); the new
  * one has the old subject and subjectAltName (copied as they are), a new
  * random serial, the leaf extensions above, --days (825 by default) from
- * now, and the same key, which must match the old certificate — or with
+ * now, and the same key — the key file, which must match the old
+ * certificate, or without one (another member's certificate renewed on the
+ * CA host) the old certificate's public key — or with
  * --new-key a new one, put in place before the certificate. Replaced files
- * keep their owner (unless --owner) and modes. The daemons load their
+ * keep their owner (unless --owner); the certificate is written 0644, the
+ * key 0600. The daemons load their
  * certificate when they start, not on SIGHUP: the output says to restart them.
  *
  * Arguments: ID is 1-64 and NAME 1-32 characters of [A-Za-z0-9._-], not

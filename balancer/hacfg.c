@@ -216,9 +216,11 @@ static void put_defaults(FILE *f, const struct appconf *conf, const struct hacfg
     fprintf(f, "    timeout client %dms\n", conf->balancer.client_timeout_ms);
     fprintf(f, "    timeout server %dms\n", conf->balancer.server_timeout_ms);
     /*
-     * The whole request, body included, within `timeout http-request`: a
-     * body trickling in a byte at a time (slowloris) is cut off with 408
-     * instead of holding a connection to a node. The API's bodies are small.
+     * The request and the first buffer of its body (~15 KB) within
+     * `timeout http-request`: a body trickling in a byte at a time
+     * (slowloris) is cut off with 408 instead of holding a connection to a
+     * node. The API's bodies are small; past a buffer the node's own
+     * timeout is all there is (docs/security.md).
      */
     fprintf(f, "    timeout http-request 10s\n"
                "    option http-buffer-request\n");

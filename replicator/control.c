@@ -32,7 +32,7 @@ static json_t *lsn_json(uint64_t lsn)
     return lsn ? json_string(lsn_format(lsn, buf, sizeof(buf))) : json_null();
 }
 
-/* Whole days from now until <t>, rounded down: -1 the day after it has passed. */
+/* Whole days from now until <t>, rounded down: negative (-1 at first) once it has passed. */
 static long days_until(time_t t)
 {
     long long s = (long long)t - (long long)time(NULL);

@@ -48,7 +48,7 @@ def installed():
 
 
 def purge():
-    run(["dpkg", "--purge", PKG], timeout=120)
+    return run(["dpkg", "--purge", PKG], timeout=120)
 
 
 # ---- the package ----
@@ -328,6 +328,17 @@ def test_install_and_purge(deb, no_service_starts):
             check_config(f"/usr/bin/{daemon}", CONF, user="mfa")
         for unit in UNITS:
             assert verify_problems(os.path.join(UNIT_DIR, unit)) == [], unit
+        # Keys made at setup are the operator's: purge keeps them, and says so.
+        keys = os.path.join(os.path.dirname(CONF), "keys.conf")
+        ca_key = os.path.join(os.path.dirname(CONF), "pki", "ca.key")
+        os.makedirs(os.path.dirname(ca_key))
+        for path in (keys, ca_key):
+            with open(path, "w") as f:
+                f.write("made at setup\n")
+        p = purge()
+        assert "keeping /etc/mfa-appliance/keys.conf and pki/" in p.stderr, p.stderr
+        assert os.path.isfile(keys) and os.path.isfile(ca_key)
+        shutil.rmtree(os.path.dirname(CONF))
     finally:
         if installed():
             purge()

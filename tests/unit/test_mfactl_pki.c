@@ -801,6 +801,37 @@ static void test_renew_force_and_new_key(void **state)
     EVP_PKEY_free(key);
 }
 
+/* On the CA host without the member's key: the certificate's public key is kept. */
+static void test_renew_without_the_key(void **state)
+{
+    struct tmp *t = *state;
+    char from[600], to[600];
+    struct run r;
+    X509 *ca, *before, *after;
+    EVP_PKEY *key;
+
+    init_ca(t);
+    run(&r, "issue", "--dir", t->dir, "--name", "n3", "--ip", "127.0.0.3", NULL);
+    assert_int_equal(r.rc, 0);
+    snprintf(from, sizeof(from), "%s/n3.key", t->dir);
+    snprintf(to, sizeof(to), "%s/n3.key.elsewhere", t->dir);
+    assert_int_equal(rename(from, to), 0);
+    before = load_cert(t, "n3.crt");
+    run(&r, "renew", "--dir", t->dir, "--name", "n3", "--force", NULL);
+    assert_int_equal(r.rc, 0);
+    assert_non_null(strstr(r.out, "same key"));
+    ca = load_cert(t, "ca.crt");
+    after = load_cert(t, "n3.crt");
+    key = load_key(t, "n3.key.elsewhere");
+    assert_renewal(before, after, ca);
+    assert_int_equal(X509_check_private_key(after, key), 1);
+    assert_int_equal(access(from, F_OK), -1); /* no key was made */
+    X509_free(before);
+    X509_free(after);
+    X509_free(ca);
+    EVP_PKEY_free(key);
+}
+
 static void test_renew_refusals(void **state)
 {
     struct tmp *t = *state;
@@ -907,6 +938,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_renew_due, setup, teardown),
         cmocka_unit_test_setup_teardown(test_renew_not_due, setup, teardown),
         cmocka_unit_test_setup_teardown(test_renew_force_and_new_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_renew_without_the_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_renew_refusals, setup, teardown),
     };
 
