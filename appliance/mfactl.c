@@ -6,6 +6,8 @@
  * the cluster's TLS, as docs/replication.md describes; drain, ready and
  * maint (server_cmd.h) the balancers' (docs/balancer.md); `pki` (pki.h)
  * makes the certificates those APIs need and reads no configuration file.
+ * `keepalived` (keepalived.h) prints a member's keepalived.conf for a floating
+ * address in front of the balancers; it reads the configuration only.
  *
  * Exit codes, stable for scripts: 0 done, 1 failed, 2 bad usage or
  * configuration, 3 refused (nothing was changed), 4 no member answered.
@@ -18,6 +20,7 @@
 
 #include "appconf.h"
 #include "cluster_cmd.h"
+#include "keepalived.h"
 #include "pki.h"
 #include "server_cmd.h"
 
@@ -57,6 +60,15 @@ static const char usage_text[] =
     "  pki init|issue|renew ...\n"
     "      the cluster CA and member certificates; renew before they expire\n"
     "      (`mfactl pki --help`)\n"
+    "  keepalived --vip ADDRESS/PREFIX --interface IF --router-id N [--priority N]\n"
+    "             [--password-file F] [--peers ID,...] [--out FILE]\n"
+    "      this member's keepalived.conf for a floating address over the balancer hosts\n"
+    "      (docs/install.md). The same VIP, IF and N on every member; N 1..255, unique\n"
+    "      among the VRRP groups on the network. --priority: 1..254, default 200 for\n"
+    "      the first member, 10 less for each after it; --password-file: VRRP's simple\n"
+    "      password (1-8 characters, sent in clear; IPv4 only); --peers: the members\n"
+    "      that run keepalived, this one too (default: all); --out: write FILE\n"
+    "      atomically, mode 0600, instead of printing it\n"
     "\n"
     "exit codes: 0 done, 1 failed, 2 bad usage or configuration, 3 refused (nothing was\n"
     "changed), 4 no member (for drain, ready, maint: no balancer) answered\n";
@@ -70,7 +82,7 @@ static const struct command commands[] = {
     { "status", cluster_cmd_status },     { "switchover", cluster_cmd_switchover },
     { "failover", cluster_cmd_failover }, { "rejoin", cluster_cmd_rejoin },
     { "drain", server_cmd_drain },        { "ready", server_cmd_ready },
-    { "maint", server_cmd_maint },
+    { "maint", server_cmd_maint },        { "keepalived", keepalived_cmd },
 };
 
 int main(int argc, char **argv)

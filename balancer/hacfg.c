@@ -232,11 +232,13 @@ static void put_defaults(FILE *f, const struct appconf *conf, const struct hacfg
  * The API and portal over TLS. HAProxy is the edge: an X-Forwarded-For from
  * the client is dropped, so the one the nodes see is HAProxy's own.
  */
-static void put_api(FILE *f, const struct member_conf *self, const struct hacfg_paths *p)
+/* balancer.address, or the member's own: "0.0.0.0" takes a floating address too. */
+static void put_api(FILE *f, const struct appconf *conf, const struct member_conf *self,
+                    const struct hacfg_paths *p)
 {
     fprintf(f, "\nfrontend api\n"
                "    bind ");
-    put_addr(f, self->address, self->ports.api);
+    put_addr(f, *conf->balancer.address ? conf->balancer.address : self->address, self->ports.api);
     fprintf(f, " ssl crt %s\n", p->pem);
     fprintf(f, "    option forwardfor\n"
                "    http-request del-header X-Forwarded-For\n"
@@ -327,7 +329,7 @@ int hacfg_render(const struct appconf *conf, const struct hacfg_paths *p, char *
             self->id);
     put_global(f, conf, p);
     put_defaults(f, conf, p);
-    put_api(f, self, p);
+    put_api(f, conf, self, p);
     put_backend(f, conf, p);
     if (pw && *pw)
         put_stats(f, conf, self);

@@ -216,6 +216,7 @@ static const struct cfg_key appconf_keys[] = {
     { "balancer.enabled", CFG_BOOL, offsetof(struct appconf, balancer.enabled), "true", 0, 0, NULL,
       NULL, 0 },
     STR("balancer.haproxy_bin", balancer.haproxy_bin, "/usr/sbin/haproxy", 0),
+    STR("balancer.address", balancer.address, "", CFG_RELOADABLE),
     STR("balancer.tls.cert", balancer.tls_cert, "", CFG_RELOADABLE),
     STR("balancer.tls.key", balancer.tls_key, "", CFG_RELOADABLE),
     STR("balancer.stats.user", balancer.stats_user, "admin", CFG_RELOADABLE),
@@ -295,6 +296,9 @@ static int validate_radius(const struct appconf *conf, const char *name, char **
     if (mlen == 0 || mlen > RADIUS_ATTR_MAX)
         return err_set(err, "%s: node.radius.challenge_message: expected 1 to %d bytes", name,
                        RADIUS_ATTR_MAX);
+    if (*conf->balancer.address && !netaddr_numeric(conf->balancer.address))
+        return err_set(err, "%s: balancer.address: \"%.60s\" is not a numeric IPv4 or IPv6 address",
+                       name, conf->balancer.address);
     if (*conf->balancer.radius.address && !netaddr_numeric(conf->balancer.radius.address))
         return err_set(err,
                        "%s: balancer.radius.address: \"%.60s\" is not a numeric IPv4 or "

@@ -156,6 +156,7 @@ struct appconf {
     struct {
         bool enabled; /* this host takes client traffic (runs HAProxy) */
         char *haproxy_bin;
+        char *address;  /* HAProxy's API front; "": this member's address, "0.0.0.0"/"::": any */
         char *tls_cert; /* front end; "": appliance.tls.cert */
         char *tls_key;  /* "": appliance.tls.key */
         char *stats_user;

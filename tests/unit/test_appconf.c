@@ -234,6 +234,10 @@ static void test_radius_errors(void **state)
         "cluster = { name = \"c\"; members = ( { id = \"n1\"; address = \"10.0.0.1\"; } ); };"
         "appliance = { member = \"n1\"; }; balancer = { radius = { address = \"any\"; }; };",
         "balancer.radius.address: \"any\" is not a numeric IPv4 or IPv6 address");
+    expect_error(
+        "cluster = { name = \"c\"; members = ( { id = \"n1\"; address = \"10.0.0.1\"; } ); };"
+        "appliance = { member = \"n1\"; }; balancer = { address = \"vip\"; };",
+        "balancer.address: \"vip\" is not a numeric IPv4 or IPv6 address");
 }
 
 static void test_file_on_disk(void **state)

@@ -374,6 +374,23 @@ static void test_ipv6(void **state)
     appconf_free(&c);
 }
 
+/* balancer.address: the API front on every address (a floating one too). */
+static void test_api_on_any_address(void **state)
+{
+    struct appconf c;
+    char *t, line[256];
+
+    (void)state;
+    load(&c, "127.0.0.1", "127.0.0.1", "127.0.0.1", "n1", "",
+         "balancer = { address = \"0.0.0.0\"; };");
+    t = render(&c);
+    snprintf(line, sizeof(line), "    bind 0.0.0.0:1443 ssl crt %s", pem);
+    has_line(t, line);
+    haproxy_check(t);
+    free(t);
+    appconf_free(&c);
+}
+
 static void test_remote_members(void **state)
 {
     struct appconf c;
@@ -408,6 +425,7 @@ int main(void)
         cmocka_unit_test(test_bad_credentials),
         cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_ipv6),
+        cmocka_unit_test(test_api_on_any_address),
         cmocka_unit_test(test_remote_members),
     };
 
