@@ -857,6 +857,31 @@ static int pki_not_ca_file(const char *path, const char *dir, const char *ca_fil
     return rc;
 }
 
+/*
+ * The key and certificate paths of a member: <out> when given, else
+ * <dir>/<name>, plus ".key" and ".crt" (into *prefix, which the caller
+ * frees), refusing the CA's own files. Shared by issue and renew.
+ */
+static int pki_leaf_paths(const char *dir, const char *out, const char *name, char **prefix,
+                          struct pki_out *key, struct pki_out *crt, char **err)
+{
+    if (out != NULL)
+        *prefix = strdup(out);
+    else if (asprintf(prefix, "%s/%s", dir, name) < 0)
+        *prefix = NULL;
+    if (*prefix == NULL)
+        return err_set(err, "out of memory");
+    if (pki_out_path(key, *prefix, ".key", 0600, err) < 0 ||
+        pki_out_path(crt, *prefix, ".crt", 0644, err) < 0)
+        return -1;
+    if (pki_not_ca_file(key->path, dir, "ca.key", err) < 0 ||
+        pki_not_ca_file(key->path, dir, "ca.crt", err) < 0 ||
+        pki_not_ca_file(crt->path, dir, "ca.key", err) < 0 ||
+        pki_not_ca_file(crt->path, dir, "ca.crt", err) < 0)
+        return -1;
+    return 0;
+}
+
 /* Resolves --owner <user> to its uid and primary gid. */
 static int pki_resolve_owner(const char *user, struct pki_owner *own, char **err)
 {
@@ -973,21 +998,7 @@ static int pki_issue(int argc, char **argv)
         goto done;
     if (pki_load_ca(a.dir, &ca, &cakey, &err) < 0)
         goto done;
-    if (a.out != NULL)
-        prefix = strdup(a.out);
-    else if (asprintf(&prefix, "%s/%s", a.dir, a.name) < 0)
-        prefix = NULL;
-    if (prefix == NULL) {
-        err_set(&err, "out of memory");
-        goto done;
-    }
-    if (pki_out_path(&key, prefix, ".key", 0600, &err) < 0 ||
-        pki_out_path(&crt, prefix, ".crt", 0644, &err) < 0)
-        goto done;
-    if (pki_not_ca_file(key.path, a.dir, "ca.key", &err) < 0 ||
-        pki_not_ca_file(key.path, a.dir, "ca.crt", &err) < 0 ||
-        pki_not_ca_file(crt.path, a.dir, "ca.key", &err) < 0 ||
-        pki_not_ca_file(crt.path, a.dir, "ca.crt", &err) < 0)
+    if (pki_leaf_paths(a.dir, a.out, a.name, &prefix, &key, &crt, &err) < 0)
         goto done;
     slash = strrchr(prefix, '/');
     if (slash != NULL) {
@@ -1181,21 +1192,8 @@ static int pki_renew(int argc, char **argv)
     if (a.owner != NULL && pki_resolve_owner(a.owner, &key_own, &err) < 0)
         goto done;
     crt_own = key_own;
-    if (a.out != NULL)
-        prefix = strdup(a.out);
-    else if (asprintf(&prefix, "%s/%s", a.dir, a.name != NULL ? a.name : PKI_MEMBER_DEF) < 0)
-        prefix = NULL;
-    if (prefix == NULL) {
-        err_set(&err, "out of memory");
-        goto done;
-    }
-    if (pki_out_path(&key, prefix, ".key", 0600, &err) < 0 ||
-        pki_out_path(&crt, prefix, ".crt", 0644, &err) < 0)
-        goto done;
-    if (pki_not_ca_file(key.path, a.dir, "ca.key", &err) < 0 ||
-        pki_not_ca_file(key.path, a.dir, "ca.crt", &err) < 0 ||
-        pki_not_ca_file(crt.path, a.dir, "ca.key", &err) < 0 ||
-        pki_not_ca_file(crt.path, a.dir, "ca.crt", &err) < 0)
+    if (pki_leaf_paths(a.dir, a.out, a.name != NULL ? a.name : PKI_MEMBER_DEF, &prefix, &key, &crt,
+                       &err) < 0)
         goto done;
 
     old = pki_read_cert(crt.path, "certificate", &err);
