@@ -840,9 +840,12 @@ static void test_renew_refusals(void **state)
     struct run r;
 
     init_ca(t);
-    /* a certificate from another CA */
+    /*
+     * a certificate from another CA of the same name (two clusters both
+     * called "test"): the issuer names match, the signature must not
+     */
     snprintf(other, sizeof(other), "%s/other", t->dir);
-    run(&r, "init", "--dir", other, "--cluster", "other", NULL);
+    run(&r, "init", "--dir", other, "--cluster", "test", NULL);
     assert_int_equal(r.rc, 0);
     snprintf(prefix, sizeof(prefix), "%s/member", other);
     run(&r, "issue", "--dir", other, "--name", "n1", "--ip", "10.0.0.1", "--out", prefix, "--days",
