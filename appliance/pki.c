@@ -766,16 +766,63 @@ static int pki_no_passphrase(char *buf, int size, int rwflag, void *u)
 }
 
 /*
+ * Reads the PEM certificate <path> (<what> names it in errors). Returns it,
+ * or NULL (errno ENOENT: no such file).
+ */
+static X509 *pki_read_cert(const char *path, const char *what, char **err)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    BIO *bio;
+    X509 *x;
+
+    if (pki_read_file(path, &buf, &len, err) < 0)
+        return NULL;
+    bio = BIO_new_mem_buf(buf, (int)len);
+    x = bio != NULL ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+    BIO_free(bio);
+    mfa_free(buf);
+    if (x == NULL) {
+        pki_ossl_fail(err, "cannot read the %s %s (not a PEM certificate)", what, path);
+        errno = 0;
+    }
+    return x;
+}
+
+/*
+ * Reads the unencrypted PEM private key <path> (<what> names it in errors),
+ * wiping the bytes read. Returns it, or NULL (errno ENOENT: no such file).
+ */
+static EVP_PKEY *pki_read_key(const char *path, const char *what, char **err)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    EVP_PKEY *k;
+    BIO *bio;
+
+    if (pki_read_file(path, &buf, &len, err) < 0)
+        return NULL;
+    bio = BIO_new_mem_buf(buf, (int)len);
+    k = bio != NULL ? PEM_read_bio_PrivateKey(bio, NULL, pki_no_passphrase, NULL) : NULL;
+    BIO_free(bio);
+    OPENSSL_cleanse(buf, len);
+    mfa_free(buf);
+    if (k == NULL) {
+        pki_ossl_fail(err, "cannot read the %s %s (it must be an unencrypted PEM key)", what, path);
+        errno = 0;
+    }
+    return k;
+}
+
+/*
  * Loads DIR/ca.crt and DIR/ca.key and checks that the certificate is a CA
  * and the key is its key. Returns 0 with *ca and *cakey set (the caller
  * frees them), or -1.
  */
 static int pki_load_ca(const char *dir, X509 **ca, EVP_PKEY **cakey, char **err)
 {
-    char *crt_path = NULL, *key_path = NULL, *buf = NULL;
+    char *crt_path = NULL, *key_path = NULL;
     const char *missing = NULL;
-    size_t len = 0;
-    BIO *bio = NULL;
     int rc = -1;
 
     *ca = NULL;
@@ -788,35 +835,19 @@ static int pki_load_ca(const char *dir, X509 **ca, EVP_PKEY **cakey, char **err)
         err_set(err, "out of memory");
         goto done;
     }
-    if (pki_read_file(crt_path, &buf, &len, err) < 0) {
+    *ca = pki_read_cert(crt_path, "CA certificate", err);
+    if (*ca == NULL) {
         missing = crt_path;
         goto missing;
-    }
-    bio = BIO_new_mem_buf(buf, (int)len);
-    *ca = bio != NULL ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
-    BIO_free(bio);
-    mfa_free(buf);
-    if (*ca == NULL) {
-        pki_ossl_fail(err, "cannot read the CA certificate %s", crt_path);
-        goto done;
     }
     if (X509_check_ca(*ca) == 0) {
         err_set(err, "%s is not a CA certificate", crt_path);
         goto done;
     }
-    if (pki_read_file(key_path, &buf, &len, err) < 0) {
+    *cakey = pki_read_key(key_path, "CA key", err);
+    if (*cakey == NULL) {
         missing = key_path;
         goto missing;
-    }
-    bio = BIO_new_mem_buf(buf, (int)len);
-    *cakey = bio != NULL ? PEM_read_bio_PrivateKey(bio, NULL, pki_no_passphrase, NULL) : NULL;
-    BIO_free(bio);
-    OPENSSL_cleanse(buf, len);
-    mfa_free(buf);
-    if (*cakey == NULL) {
-        pki_ossl_fail(err, "cannot read the CA key %s (it must be an unencrypted PEM key)",
-                      key_path);
-        goto done;
     }
     if (X509_check_private_key(*ca, *cakey) != 1) {
         ERR_clear_error();
@@ -1041,47 +1072,6 @@ done:
 
 /* ---- renew ---- */
 
-/* Reads the PEM certificate <path> (<what> names it in errors). Returns it, or NULL. */
-static X509 *pki_read_cert(const char *path, const char *what, char **err)
-{
-    char *buf = NULL;
-    size_t len = 0;
-    BIO *bio;
-    X509 *x;
-
-    if (pki_read_file(path, &buf, &len, err) < 0)
-        return NULL;
-    bio = BIO_new_mem_buf(buf, (int)len);
-    x = bio != NULL ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
-    BIO_free(bio);
-    mfa_free(buf);
-    if (x == NULL) {
-        pki_ossl_fail(err, "cannot read the %s %s (not a PEM certificate)", what, path);
-        errno = 0;
-    }
-    return x;
-}
-
-/* Reads the unencrypted PEM private key <path>, wiping the bytes read. Returns it, or NULL. */
-static EVP_PKEY *pki_read_key(const char *path, char **err)
-{
-    char *buf = NULL;
-    size_t len = 0;
-    EVP_PKEY *k;
-    BIO *bio;
-
-    if (pki_read_file(path, &buf, &len, err) < 0)
-        return NULL;
-    bio = BIO_new_mem_buf(buf, (int)len);
-    k = bio != NULL ? PEM_read_bio_PrivateKey(bio, NULL, pki_no_passphrase, NULL) : NULL;
-    BIO_free(bio);
-    OPENSSL_cleanse(buf, len);
-    mfa_free(buf);
-    if (k == NULL)
-        pki_ossl_fail(err, "cannot read the key %s (it must be an unencrypted PEM key)", path);
-    return k;
-}
-
 /* Formats <t> as ISO 8601 UTC ("2026-11-22T21:00:00Z") into <buf>; "?" if it cannot. */
 static const char *pki_time_iso(const ASN1_TIME *t, char *buf, size_t size)
 {
@@ -1241,7 +1231,7 @@ static int pki_renew(int argc, char **argv)
         if (pkey == NULL)
             err_set(&err, "%s: cannot read its public key", crt.path);
     } else {
-        pkey = pki_read_key(key.path, &err);
+        pkey = pki_read_key(key.path, "key", &err);
         if (pkey != NULL && X509_check_private_key(old, pkey) != 1) {
             ERR_clear_error();
             err_set(&err, "%s is not the key of %s (--new-key makes a new one)", key.path,
