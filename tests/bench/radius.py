@@ -788,6 +788,54 @@ def host_info():
             "radclient": run("radclient", "-v"), "freeradius": run(RADIUSD, "-v")}
 
 
+def run_bench(args, bench, table, json_name, stop):
+    """The main of the RADIUS benches (this one and sizing.py): signals and
+    args.time_limit stop it cleanly; bench(args, out) returns the results,
+    written to args.out_dir/<json_name> and printed with table(); on the way
+    out stop(out) stops what the bench started, then the cluster in
+    out["cluster"] is stopped and its files in out["base"] removed (unless
+    args.keep). Returns the exit code: 0, 1 (failed) or 130 (interrupted)."""
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGALRM, on_signal)
+    signal.alarm(args.time_limit)
+    os.makedirs(args.out_dir, exist_ok=True)
+    out = {}
+    rc = 0
+    t0 = time.monotonic()
+    try:
+        res = bench(args, out)
+        res["elapsed_s"] = round(time.monotonic() - t0, 1)
+        path = os.path.join(args.out_dir, json_name)
+        with open(path, "w") as f:
+            json.dump(res, f, indent=1, default=str)
+            f.write("\n")
+        print()
+        print(table(res))
+        print()
+        say(f"done in {res['elapsed_s']} s; written to {path}")
+    except (Interrupted, KeyboardInterrupt) as e:
+        say(f"interrupted ({e}); stopping everything")
+        rc = 130
+    except Exception as e:
+        say(f"FAILED: {type(e).__name__}: {e}")
+        rc = 1
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        STOP.set()
+        stop(out)
+        if out.get("cluster"):
+            say("stopping the cluster")
+            out["cluster"].stop()
+        if out.get("base") and not args.keep:
+            shutil.rmtree(out["base"], ignore_errors=True)
+        elif out.get("base"):
+            say(f"the cluster's files are kept in {out['base']}")
+    return rc
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -816,47 +864,12 @@ def main():
         ap.error("radclient and freeradius are needed: run ./tests/bench/radius, which "
                  "installs them")
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGALRM, on_signal)
-    signal.alarm(args.time_limit)
-    os.makedirs(args.out_dir, exist_ok=True)
-    out = {}
-    rc = 0
-    t0 = time.monotonic()
-    try:
-        res = bench(args, out)
-        res["elapsed_s"] = round(time.monotonic() - t0, 1)
-        path = os.path.join(args.out_dir, "radius.json")
-        with open(path, "w") as f:
-            json.dump(res, f, indent=1, default=str)
-            f.write("\n")
-        print()
-        print(table(res))
-        print()
-        say(f"done in {res['elapsed_s']} s; written to {path}")
-    except (Interrupted, KeyboardInterrupt) as e:
-        say(f"interrupted ({e}); stopping everything")
-        rc = 130
-    except Exception as e:
-        say(f"FAILED: {type(e).__name__}: {e}")
-        rc = 1
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        STOP.set()
+    def stop(out):
         if out.get("freeradius"):
             say("stopping radiusd")
             out["freeradius"].stop()
-        if out.get("cluster"):
-            say("stopping the cluster")
-            out["cluster"].stop()
-        if out.get("base") and not args.keep:
-            shutil.rmtree(out["base"], ignore_errors=True)
-        elif out.get("base"):
-            say(f"the cluster's files are kept in {out['base']}")
-    return rc
+
+    return run_bench(args, bench, table, "radius.json", stop)
 
 
 if __name__ == "__main__":

@@ -27,10 +27,8 @@ stopped on the way out, also after an error, Ctrl-C, SIGTERM or its time limit.
 """
 
 import argparse
-import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -41,7 +39,7 @@ sys.path.insert(0, HERE)
 
 import radius as rb  # noqa: E402  (its helpers: cluster, users, radclient, TOTP steps)
 from radius import (Failed, Interrupted, PERIOD, STOP, admin_key, make_users,  # noqa: E402
-                    on_signal, passwords, radclient, say, sql, wait_for_room,
+                    passwords, radclient, say, sql, wait_for_room,
                     write_requests)
 from cluster import Cluster, wait_for  # noqa: E402  (radius.py put appliance/ on the path)
 
@@ -519,44 +517,7 @@ def main():
     if not shutil.which("radclient"):
         ap.error("radclient is needed: run ./tests/bench/sizing, which installs it")
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGALRM, on_signal)
-    signal.alarm(args.time_limit)
-    os.makedirs(args.out_dir, exist_ok=True)
-    out = {}
-    rc = 0
-    t0 = time.monotonic()
-    try:
-        res = bench(args, out)
-        res["elapsed_s"] = round(time.monotonic() - t0, 1)
-        path = os.path.join(args.out_dir, "sizing.json")
-        with open(path, "w") as f:
-            json.dump(res, f, indent=1, default=str)
-            f.write("\n")
-        print()
-        print(table(res))
-        print()
-        say(f"done in {res['elapsed_s']} s; written to {path}")
-    except (Interrupted, KeyboardInterrupt) as e:
-        say(f"interrupted ({e}); stopping everything")
-        rc = 130
-    except Exception as e:
-        say(f"FAILED: {type(e).__name__}: {e}")
-        rc = 1
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        STOP.set()
-        if out.get("cluster"):
-            say("stopping the cluster")
-            out["cluster"].stop()
-        if out.get("base") and not args.keep:
-            shutil.rmtree(out["base"], ignore_errors=True)
-        elif out.get("base"):
-            say(f"the cluster's files are kept in {out['base']}")
-    return rc
+    return rb.run_bench(args, bench, table, "sizing.json", lambda out: None)
 
 
 if __name__ == "__main__":
