@@ -121,49 +121,6 @@ struct radius_front {
 
 /* ---- addresses ---- */
 
-/* An IPv4-mapped IPv6 address becomes plain IPv4 (the node then sees the NAS as it is). */
-static void unmap(struct sockaddr_storage *ss)
-{
-    struct sockaddr_in6 in6;
-    struct sockaddr_in in = { .sin_family = AF_INET };
-
-    if (ss->ss_family != AF_INET6)
-        return;
-    memcpy(&in6, ss, sizeof(in6));
-    if (!IN6_IS_ADDR_V4MAPPED(&in6.sin6_addr))
-        return;
-    in.sin_port = in6.sin6_port;
-    memcpy(&in.sin_addr, in6.sin6_addr.s6_addr + 12, 4);
-    memset(ss, 0, sizeof(*ss));
-    memcpy(ss, &in, sizeof(in));
-}
-
-/*
- * Puts <ss> in the front socket's <family>: IPv4 is v4-mapped for an IPv6
- * socket. Returns the address length, or 0 when it cannot be sent there.
- */
-static socklen_t to_family(struct sockaddr_storage *ss, int family)
-{
-    struct sockaddr_in in;
-    struct sockaddr_in6 in6 = { .sin6_family = AF_INET6 };
-
-    if (family == AF_INET) {
-        unmap(ss);
-        return ss->ss_family == AF_INET ? sizeof(struct sockaddr_in) : 0;
-    }
-    if (ss->ss_family == AF_INET6)
-        return sizeof(struct sockaddr_in6);
-    if (ss->ss_family != AF_INET)
-        return 0;
-    memcpy(&in, ss, sizeof(in));
-    in6.sin6_port = in.sin_port;
-    in6.sin6_addr.s6_addr[10] = in6.sin6_addr.s6_addr[11] = 0xff;
-    memcpy(in6.sin6_addr.s6_addr + 12, &in.sin_addr, 4);
-    memset(ss, 0, sizeof(*ss));
-    memcpy(ss, &in6, sizeof(in6));
-    return sizeof(in6);
-}
-
 /* The address the NAS sent to, from IP_PKTINFO or IPV6_PKTINFO, with the front's port. */
 static bool pktinfo_dst(struct msghdr *msg, int port, struct sockaddr_storage *dst)
 {
@@ -330,8 +287,9 @@ static void handle_request(struct radius_front *f, size_t len, struct sockaddr_s
     if (state)
         state_node = rroute_state_node(&f->route, state->value, state->len);
     rroute_key_make(&key, (const struct sockaddr *)nas, p->id, p->authenticator);
-    unmap(nas);
-    unmap(dst);
+    /* A v4-mapped NAS (a "::" front) goes to the node as the IPv4 it is. */
+    netaddr_to_family(nas, AF_INET);
+    netaddr_to_family(dst, AF_INET);
     hlen = proxy2_write(hdr, sizeof(hdr), (const struct sockaddr *)nas,
                         (const struct sockaddr *)dst, SOCK_DGRAM);
     if (hlen < 0) {
@@ -472,8 +430,9 @@ static void handle_answer(struct radius_front *f, struct rf_node *n, size_t len)
         return;
     }
     rroute_answered(&f->route, n->index, (const struct sockaddr *)&h.dst, p->id);
-    tolen = to_family(&h.dst, f->family);
-    if (tolen == 0 || to_family(&h.src, f->family) == 0) {
+    /* In the front socket's family: IPv4 is v4-mapped on an IPv6 socket. */
+    tolen = netaddr_to_family(&h.dst, f->family);
+    if (tolen == 0 || netaddr_to_family(&h.src, f->family) == 0) {
         drop(f, RF_DROP_ANSWER_BAD_PROXY);
         return;
     }

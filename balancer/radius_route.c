@@ -13,6 +13,7 @@
 
 #include "errmsg.h"
 #include "ids.h"
+#include "netaddr.h"
 #include "radius_route.h"
 
 #define NIL UINT32_MAX
@@ -284,18 +285,17 @@ void rroute_free(struct rroute *r)
 void rroute_key_make(struct rroute_key *k, const struct sockaddr *nas, uint8_t id,
                      const uint8_t auth[16])
 {
+    struct sockaddr_storage ss = { 0 };
+
     memset(k, 0, sizeof(*k));
-    if (nas->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)nas;
-
-        k->addr[10] = k->addr[11] = 0xff;
-        memcpy(k->addr + 12, &in->sin_addr, 4);
-        k->port = ntohs(in->sin_port);
-    } else if (nas->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)nas;
-
-        memcpy(k->addr, &in6->sin6_addr, 16);
-        k->port = ntohs(in6->sin6_port);
+    if (nas->sa_family == AF_INET || nas->sa_family == AF_INET6)
+        memcpy(&ss, nas,
+               nas->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+                                         : sizeof(struct sockaddr_in6));
+    /* IPv4 kept v4-mapped: one form for a NAS, whichever socket it came in on. */
+    if (netaddr_to_family(&ss, AF_INET6)) {
+        memcpy(k->addr, &((const struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+        k->port = (uint16_t)netaddr_port((const struct sockaddr *)&ss);
     }
     k->id = id;
     if (auth)

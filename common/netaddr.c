@@ -256,3 +256,36 @@ int netaddr_parse_list(const char *text, struct sockaddr_storage *out, size_t ma
     *bad = '\0';
     return 0;
 }
+
+socklen_t netaddr_to_family(struct sockaddr_storage *ss, int family)
+{
+    struct sockaddr_in in = { .sin_family = AF_INET };
+    struct sockaddr_in6 in6 = { .sin6_family = AF_INET6 };
+    uint8_t host[16];
+    int have = host_of((const struct sockaddr *)ss, host);
+    uint16_t port = (uint16_t)netaddr_port((const struct sockaddr *)ss);
+
+    if (have == 0 || (family == AF_INET && have != AF_INET))
+        return 0;
+    if (family == AF_INET) {
+        in.sin_port = htons(port);
+        memcpy(&in.sin_addr, host, 4);
+        memset(ss, 0, sizeof(*ss));
+        memcpy(ss, &in, sizeof(in));
+        return sizeof(in);
+    }
+    if (family != AF_INET6)
+        return 0;
+    in6.sin6_port = htons(port);
+    if (have == AF_INET) {
+        memcpy(in6.sin6_addr.s6_addr, v4_mapped, sizeof(v4_mapped));
+        memcpy(in6.sin6_addr.s6_addr + 12, host, 4);
+    } else {
+        memcpy(in6.sin6_addr.s6_addr, host, 16);
+    }
+    if (ss->ss_family == AF_INET6) /* keep the scope of a real IPv6 address */
+        in6.sin6_scope_id = ((const struct sockaddr_in6 *)ss)->sin6_scope_id;
+    memset(ss, 0, sizeof(*ss));
+    memcpy(ss, &in6, sizeof(in6));
+    return sizeof(in6);
+}

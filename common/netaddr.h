@@ -47,6 +47,14 @@ const char *netaddr_text(const struct sockaddr *sa, char *buf, size_t size);
 /* The port of <sa> (host order), 0 for other families. */
 int netaddr_port(const struct sockaddr *sa);
 
+/*
+ * Puts <ss> (AF_INET or AF_INET6, port kept) in <family>: IPv4 becomes
+ * v4-mapped IPv6 (::ffff:a.b.c.d) for AF_INET6, a v4-mapped address plain
+ * IPv4 for AF_INET. Returns its length, or 0 (<ss> unchanged) when it has no
+ * form in <family> (a real IPv6 address for AF_INET, another family).
+ */
+socklen_t netaddr_to_family(struct sockaddr_storage *ss, int family);
+
 /* True when <text> is a numeric IPv4 or IPv6 address. */
 bool netaddr_numeric(const char *text);
 

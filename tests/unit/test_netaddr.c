@@ -267,12 +267,40 @@ static void test_list(void **state)
     assert_false(netaddr_numeric(NULL));
 }
 
+/* netaddr_to_family(): IPv4 to v4-mapped IPv6 and back, ports kept. */
+static void test_to_family(void **state)
+{
+    struct sockaddr_storage ss;
+    char text[NETADDR_TEXT_MAX];
+
+    (void)state;
+    assert_int_equal(netaddr_make("192.0.2.7", 1812, &ss), sizeof(struct sockaddr_in));
+    assert_int_equal(netaddr_to_family(&ss, AF_INET6), sizeof(struct sockaddr_in6));
+    assert_string_equal(netaddr_text((struct sockaddr *)&ss, text, sizeof(text)),
+                        "::ffff:192.0.2.7");
+    assert_int_equal(netaddr_port((struct sockaddr *)&ss), 1812);
+    assert_int_equal(netaddr_to_family(&ss, AF_INET), sizeof(struct sockaddr_in));
+    assert_string_equal(netaddr_text((struct sockaddr *)&ss, text, sizeof(text)), "192.0.2.7");
+    assert_int_equal(netaddr_port((struct sockaddr *)&ss), 1812);
+    /* already in the family: unchanged */
+    assert_int_equal(netaddr_to_family(&ss, AF_INET), sizeof(struct sockaddr_in));
+    /* a real IPv6 address has no IPv4 form, and is left as it was */
+    assert_int_equal(netaddr_make("2001:db8::1", 53, &ss), sizeof(struct sockaddr_in6));
+    assert_int_equal(netaddr_to_family(&ss, AF_INET), 0);
+    assert_string_equal(netaddr_text((struct sockaddr *)&ss, text, sizeof(text)), "2001:db8::1");
+    assert_int_equal(netaddr_to_family(&ss, AF_INET6), sizeof(struct sockaddr_in6));
+    assert_int_equal(netaddr_port((struct sockaddr *)&ss), 53);
+    memset(&ss, 0, sizeof(ss));
+    assert_int_equal(netaddr_to_family(&ss, AF_INET6), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse),          cmocka_unit_test(test_refused),
         cmocka_unit_test(test_match),          cmocka_unit_test(test_same_host),
         cmocka_unit_test(test_text_port_make), cmocka_unit_test(test_list),
+        cmocka_unit_test(test_to_family),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
