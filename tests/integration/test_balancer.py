@@ -157,14 +157,17 @@ def test_drain_keeps_own_challenges_and_takes_no_new_ones(cl):
     waiter = subprocess.Popen([cl.binary("appliance/mfactl"), "-c", cl.members[0].conf, "drain",
                                "n2", "--wait", "--timeout", "30"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
-    # It has seen the live challenges and keeps waiting for them.
-    seen, deadline = [], time.monotonic() + 15
-    while time.monotonic() < deadline and not any("live challenge" in ln for ln in seen):
-        if select.select([waiter.stdout], [], [], 0.5)[0]:
-            line = waiter.stdout.readline()
-            if not line:
+    # It has seen the live challenges and keeps waiting for them. Read the
+    # pipe's bytes as they come: a buffered readline() could hold a second
+    # line that select() no longer reports.
+    fd, got, deadline = waiter.stdout.fileno(), b"", time.monotonic() + 15
+    while time.monotonic() < deadline and b"live challenge" not in got:
+        if select.select([fd], [], [], 0.5)[0]:
+            chunk = os.read(fd, 4096)
+            if not chunk:
                 break
-            seen.append(line)
+            got += chunk
+    seen = got.decode(errors="replace").splitlines()
     assert any("live challenge" in ln for ln in seen), seen
     assert waiter.poll() is None, "drain --wait returned with challenges still live"
     for c, code in mine:
