@@ -195,6 +195,14 @@ static const struct cfg_key appconf_keys[] = {
         "Enter the code sent to your phone", 0),
     { "node.radius.clients", CFG_LIST, offsetof(struct appconf, node.radius.clients), NULL, 0, 0,
       NULL, &radius_client_list, 0 },
+    { "node.portal.enabled", CFG_BOOL, offsetof(struct appconf, node.portal.enabled), "true", 0, 0,
+      NULL, NULL, 0 },
+    INT("node.portal.idle_timeout_s", node.portal.idle_timeout_s, "900", 60, 86400, CFG_RELOADABLE),
+    INT("node.portal.absolute_timeout_s", node.portal.absolute_timeout_s, "28800", 60, 604800,
+        CFG_RELOADABLE),
+    INT("node.portal.signin_timeout_s", node.portal.signin_timeout_s, "300", 30, 3600,
+        CFG_RELOADABLE),
+    INT("node.portal.max_sessions", node.portal.max_sessions, "10000", 1, 1000000, CFG_RELOADABLE),
 
     /* mfa-replicator */
     STR("replicator.pg_bin", replicator.pg_bin, "/usr/lib/postgresql/15/bin", 0),
@@ -355,6 +363,10 @@ static int validate(struct appconf *conf, const char *name, char **err)
     if (!appconf_local(conf))
         return err_set(err, "%s: appliance.member: \"%.40s\" is not one of cluster.members", name,
                        conf->appliance.member);
+    if (conf->node.portal.idle_timeout_s > conf->node.portal.absolute_timeout_s)
+        return err_set(
+            err, "%s: node.portal.idle_timeout_s: %d is longer than absolute_timeout_s (%d)", name,
+            conf->node.portal.idle_timeout_s, conf->node.portal.absolute_timeout_s);
     return validate_radius(conf, name, err);
 }
 

@@ -139,6 +139,13 @@ struct appconf {
             struct radius_client_conf *clients;
             size_t nclients;
         } radius;
+        struct {
+            bool enabled;           /* serve /portal/ */
+            int idle_timeout_s;     /* a signed-in session unused this long ends */
+            int absolute_timeout_s; /* a signed-in session ends this long after the sign-in */
+            int signin_timeout_s;   /* a session not signed in ends this long after its start */
+            int max_sessions;       /* when full the oldest not signed in goes first */
+        } portal;
     } node;
     /* mfa-replicator */
     struct {

@@ -28,6 +28,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "otp.h"
+#include "portal.h"
 #include "seal.h"
 #include "secrets.h"
 #include "sms.h"
@@ -81,6 +82,7 @@ struct signin {
     char otp[SECRET_MAX + 1];
     char password[PASSWORD_MAX + 1]; /* PIN and code in one, split once the user is known */
     bool has_pin, has_otp, has_password, asked_method;
+    enum auth_step step;
     char client_ip[64];
     /* for the answer */
     int attempts_left, retry_after;
@@ -179,8 +181,9 @@ static void finish(struct signin *si, enum outcome out, const char *reason, int 
         .method = si->method,
         .reason = reason,
         .http_status = status,
-        .challenge_id = out == OUT_CHALLENGE ? si->challenge_id : NULL,
+        .challenge_id = out == OUT_CHALLENGE && *si->challenge_id ? si->challenge_id : NULL,
         .expires_in = out == OUT_CHALLENGE ? node_conf(si->n)->node.challenge.ttl : 0,
+        .phone = out == OUT_CHALLENGE && *si->challenge_id ? si->phone : NULL,
         .attempts_left = si->attempts_left,
         .retry_after = si->retry_after,
         .detail = si->detail,
@@ -504,6 +507,40 @@ static void split_password(struct signin *si)
     secret_wipe(si->password, sizeof(si->password));
 }
 
+/* The PIN was right (or the user has none): on to what the step asks for (auth.h). */
+static void after_pin(struct signin *si)
+{
+    bool sms = strcmp(si->method, "sms") == 0;
+
+    switch (si->step) {
+    case AUTH_STEP_REPIN:
+        finish(si, OUT_ACCEPTED, NULL, 200);
+        return;
+    case AUTH_STEP_PIN:
+        if (!sms && !si->has_token) {
+            reject(si, "no_token");
+            return;
+        }
+        if (!sms) {
+            finish(si, OUT_CHALLENGE, NULL, 200); /* the code comes in AUTH_STEP_CODE */
+            return;
+        }
+        break;
+    case AUTH_STEP_CODE:
+        if (sms) {
+            finish(si, OUT_ERROR, "wrong_step", 400); /* an SMS code is auth_verify()'s */
+            return;
+        }
+        break;
+    case AUTH_STEP_ALL:
+        break;
+    }
+    if (sms)
+        start_sms(si);
+    else
+        check_token(si);
+}
+
 static void user_loaded(void *arg, const PGresult *res, const char *err)
 {
     struct signin *si = arg;
@@ -554,7 +591,7 @@ static void user_loaded(void *arg, const PGresult *res, const char *err)
         finish(si, OUT_REJECTED, "locked_out", 200);
         return;
     }
-    if (si->has_pin_hash) {
+    if (si->has_pin_hash && si->step != AUTH_STEP_CODE) {
         char *perr = NULL;
         int ok = si->has_pin ? pin_verify(&si->n->keys, si->pin, si->pin_hash, &perr) : 0;
 
@@ -568,10 +605,7 @@ static void user_loaded(void *arg, const PGresult *res, const char *err)
             return;
         }
     }
-    if (strcmp(si->method, "sms") == 0)
-        start_sms(si);
-    else
-        check_token(si);
+    after_pin(si);
 }
 
 /* ---- the engine's entry points ---- */
@@ -626,8 +660,12 @@ int auth_signin(struct node *n, const struct auth_request *rq, auth_done_fn done
     if (!si)
         return -1;
     snprintf(si->username, sizeof(si->username), "%s", rq->username);
-    si->asked_method = rq->method != NULL;
-    snprintf(si->method, sizeof(si->method), "%s", rq->method ? rq->method : "-");
+    si->step = rq->step;
+    si->asked_method = rq->method != NULL || rq->step == AUTH_STEP_REPIN;
+    snprintf(si->method, sizeof(si->method), "%s",
+             rq->step == AUTH_STEP_REPIN ? "pin"
+             : rq->method                ? rq->method
+                                         : "-");
     too_long = !take_secret(rq->pin, si->pin, sizeof(si->pin), &si->has_pin) ||
                !take_secret(rq->otp, si->otp, sizeof(si->otp), &si->has_otp) ||
                !take_secret(rq->password, si->password, sizeof(si->password), &si->has_password);
@@ -642,7 +680,7 @@ int auth_signin(struct node *n, const struct auth_request *rq, auth_done_fn done
     params[0] = si->username;
     params[1] = si->client_ip;
     params[2] = window;
-    params[3] = si->asked_method ? si->method : NULL;
+    params[3] = si->asked_method && rq->step != AUTH_STEP_REPIN ? si->method : NULL;
     if (nodedb_read_prepared(n->db, "auth_user", 4, params, user_loaded, si, &err) < 0) {
         log_error("auth.read_failed err=%s", err);
         free(err);
@@ -933,6 +971,6 @@ void auth_status(const struct node *n, json_t *status)
 
     authlog_get_stats(a->log, &ls);
     json_object_set_new(status, "challenges", json_integer((json_int_t)chal_count(a->chal)));
-    json_object_set_new(status, "sessions", json_integer(0));
+    json_object_set_new(status, "sessions", json_integer((json_int_t)portal_sessions(n)));
     json_object_set_new(status, "auth_log_pending", json_integer((json_int_t)ls.pending));
 }

@@ -69,6 +69,7 @@ struct auth_result {
     int http_status;          /* the API's status for this answer */
     const char *challenge_id; /* AUTH_CHALLENGE: the id that only this node verifies */
     int expires_in;           /* AUTH_CHALLENGE: seconds */
+    const char *phone;        /* AUTH_CHALLENGE of an SMS: where the code went; NULL otherwise */
     int attempts_left;        /* a wrong code on a challenge; -1 when it does not apply */
     int retry_after;          /* reason "throttled": seconds; 0 otherwise */
     const char *detail;       /* a sentence for the caller, or NULL */
@@ -82,7 +83,42 @@ struct auth_result {
  */
 typedef void (*auth_done_fn)(void *arg, const struct auth_result *r);
 
+/*
+ * The steps of a sign-in. The API and RADIUS take PIN and code in one
+ * request (AUTH_STEP_ALL). The portal asks for them on two pages and must
+ * not keep the PIN between them, so the engine can stop after the PIN and
+ * take the code later:
+ *
+ *   AUTH_STEP_PIN    lockout and PIN are checked as always. An SMS user's
+ *                    code is sent (AUTH_CHALLENGE with an id, as the API's);
+ *                    for a TOTP/HOTP user the sign-in stops there: a right
+ *                    PIN answers AUTH_CHALLENGE without a challenge id ("now
+ *                    the code"), logged as a challenge.
+ *   AUTH_STEP_CODE   the code of a TOTP/HOTP user whose PIN an AUTH_STEP_PIN
+ *                    sign-in accepted moments ago; the caller vouches for
+ *                    that (the portal keeps it in the session, in memory,
+ *                    for at most node.portal.signin_timeout_s). Lockout is
+ *                    checked again, the code counts and is marked used as
+ *                    in AUTH_STEP_ALL. Not for SMS: that is auth_verify().
+ *   AUTH_STEP_REPIN  only the PIN of a signed-in user, who asks to change
+ *                    it: logged with method "pin"; a wrong one counts toward
+ *                    lockout like any; a right one answers AUTH_ACCEPTED and
+ *                    sends no code. It does not clear earlier failures: that
+ *                    takes a whole sign-in.
+ *
+ * So what the portal keeps between its pages is a fact the engine decided
+ * ("this user's PIN was right"), never a secret, and every failure still
+ * lands in the same lockout counts and auth log as the API's.
+ */
+enum auth_step {
+    AUTH_STEP_ALL = 0,
+    AUTH_STEP_PIN,
+    AUTH_STEP_CODE,
+    AUTH_STEP_REPIN,
+};
+
 struct auth_request {
+    enum auth_step step;   /* AUTH_STEP_ALL for the API and RADIUS */
     const char *username;  /* checked by the caller (users_check_username) */
     const char *method;    /* "sms", "totp", "hotp", or NULL: the user's own */
     const char *pin, *otp; /* NULL when absent */

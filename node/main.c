@@ -1,8 +1,8 @@
 /*
  * mfa-node: the MFA server. Wires the subsystems onto the daemon skeleton:
  * the key file, the database connections (reads local, writes to the
- * primary), API keys, the sign-in subsystems, the HTTP API and the RADIUS
- * server.
+ * primary), API keys, the sign-in subsystems, the HTTP API, the user portal
+ * (portal.h) and the RADIUS server.
  *
  * Process endpoints, no API key: GET /health (the process answers), GET
  * /ready (the local database answers: HAProxy's health check), GET /status
@@ -25,6 +25,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "node.h"
+#include "portal.h"
 #include "radius_server.h"
 #include "users.h"
 #include "worker.h"
@@ -88,6 +89,8 @@ static void handle_metrics(struct evhttp_request *req, void *arg)
                    "Seconds since the last replayed commit on a standby (-1: primary).",
                    st.replay_lag_s);
     auth_metrics(n, out);
+    metrics_single(out, "mfa_portal_sessions", METRIC_GAUGE,
+                   "Portal sessions mid-sign-in or signed in.", (double)portal_sessions(n));
     radius_server_metrics(n->radius, out);
     metrics_family(out, "mfa_http_responses_total", METRIC_COUNTER, "HTTP responses by class.");
     for (int i = 1; i <= 5; i++) {
@@ -119,6 +122,8 @@ static const struct http_route routes[] = {
     { EVHTTP_REQ_POST, "/api/v1/users/", true, users_handle_action },
     { EVHTTP_REQ_GET, "/api/v1/audit-log", false, users_handle_audit_log },
     { EVHTTP_REQ_GET, "/api/v1/auth-log", false, users_handle_auth_log },
+    { EVHTTP_REQ_GET, "/portal", false, portal_handle },
+    { EVHTTP_REQ_GET | EVHTTP_REQ_POST, "/portal/", true, portal_handle },
 };
 
 static int start(struct daemon *d, char **err)
@@ -153,6 +158,8 @@ static int start(struct daemon *d, char **err)
         return -1;
     if (auth_start(n, err) < 0)
         return -1;
+    if (portal_start(n, err) < 0)
+        return -1;
     n->http = http_server_new(daemon_base(d), &hs, routes, MFA_ARRAY_LEN(routes), n, err);
     if (!n->http)
         return -1;
@@ -174,6 +181,7 @@ static void tick(struct daemon *d)
         apikeys_tick(n->apikeys);
     }
     auth_tick(n);
+    portal_tick(n);
     radius_server_tick(n->radius);
 }
 
@@ -207,6 +215,8 @@ static void stop(struct daemon *d)
     nodedb_free(n->db);
     n->db = NULL;
     auth_stop(n);
+    /* After the database: its last callbacks still look up portal sessions. */
+    portal_stop(n);
     /* After the sign-in engine: its last callbacks answered through it. */
     radius_server_free(n->radius);
     n->radius = NULL;

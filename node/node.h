@@ -37,6 +37,7 @@ struct node {
     struct http_server *http;
     struct radius_server *radius; /* NULL when node.radius.enabled is false */
     void *auth;                   /* the sign-in subsystems (auth.c) */
+    void *portal;                 /* the user portal's sessions (portal.c) */
     uint64_t started_ms;
 };
 

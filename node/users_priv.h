@@ -150,6 +150,25 @@ void users_totp_enrol(struct node *n, struct evhttp_request *req, const char *ac
                       struct users_job *j);
 
 /*
+ * What an enrolment by the admin API and by the portal share (users_totp.c).
+ * USERS_TOTP_SERIAL_MAX bytes hold a serial; users_totp_serial() makes one,
+ * "totp-<username>-<12 hex>", and returns 0, or -1 (no random numbers).
+ */
+#define USERS_TOTP_SERIAL_MAX (5 + 96 * 4 + 1 + 6 * 2 + 1)
+int users_totp_serial(const char *username, char *out, size_t size) MFA_MUSTCHECK;
+
+/*
+ * The one statement that stores an enrolled app: the token (SHA1, 6 digits,
+ * 30 s), the user's method, the user's earlier app token deleted, an
+ * imported TOTP token unassigned, and the audit row. Parameters: $1
+ * username, $2 serial, $3 sealed seed, $4 actor, $5 node id, $6 the step
+ * already used (the portal's confirming code) or NULL, $7 where it was made
+ * ("api" or "portal"), $8 "t" to refuse a disabled user. Returns the
+ * username and serial, or no row when the user is gone (or disabled with $8).
+ */
+extern const char users_totp_enrol_sql[];
+
+/*
  * Checks an ISO 8601 timestamp, "YYYY-MM-DD[(T| )hh:mm[:ss[.frac]][Z|(+|-)hh[:mm]]]" (a
  * ' ' in place of the '+' of the offset is taken for one: '+' decodes to a
  * space in a query string), and writes it for PostgreSQL as

@@ -31,14 +31,15 @@
 #define TOTP_ISSUER       "MFA Appliance"
 #define SERIAL_USER_CHARS 96 /* "totp-" + 96 + "-" + 12 stays under the schema's 128 */
 #define SERIAL_RAND_BYTES 6
-#define SERIAL_MAX        (5 + SERIAL_USER_CHARS * 4 + 1 + SERIAL_RAND_BYTES * 2 + 1)
+_Static_assert(USERS_TOTP_SERIAL_MAX == 5 + SERIAL_USER_CHARS * 4 + 1 + SERIAL_RAND_BYTES * 2 + 1,
+               "a serial's buffer holds the longest one");
 
 struct totp_job {
     struct node *n;
     struct evhttp_request *req;
     unsigned char seed[TOTP_SEED_LEN];
     char secret[B32_ENCODED_LEN(TOTP_SEED_LEN) + 1];
-    char serial[SERIAL_MAX];
+    char serial[USERS_TOTP_SERIAL_MAX];
 };
 
 static void job_free(struct totp_job *j)
@@ -50,11 +51,8 @@ static void job_free(struct totp_job *j)
     free(j);
 }
 
-/*
- * "totp-<username>-<12 hex>", the username cut to SERIAL_USER_CHARS
- * characters (at a UTF-8 character boundary). Returns 0, or -1 (RNG).
- */
-static int make_serial(const char *username, char *out, size_t size)
+/* The username is cut to SERIAL_USER_CHARS characters, at a UTF-8 character boundary. */
+int users_totp_serial(const char *username, char *out, size_t size)
 {
     unsigned char rnd[SERIAL_RAND_BYTES];
     size_t len = 0, chars = 0;
@@ -72,6 +70,24 @@ static int make_serial(const char *username, char *out, size_t size)
                  rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
     return n > 0 && (size_t)n < size ? 0 : -1;
 }
+
+const char users_totp_enrol_sql[] =
+    "WITH u AS (UPDATE users SET method = 'totp', updated_at = now()"
+    "  WHERE lower(username) = lower($1) AND NOT ($8::boolean AND disabled)"
+    "  RETURNING id, username),"
+    " d AS (DELETE FROM oath_tokens WHERE user_id IN (SELECT id FROM u)"
+    "  AND kind = 'totp' AND serial LIKE 'totp-%' RETURNING serial),"
+    " r AS (UPDATE oath_tokens SET user_id = NULL WHERE user_id IN (SELECT id FROM u)"
+    "  AND kind = 'totp' AND serial NOT LIKE 'totp-%' RETURNING serial),"
+    " t AS (INSERT INTO oath_tokens (serial, kind, algorithm, digits, period, seed_sealed,"
+    "  user_id, last_step) SELECT $2, 'totp', 'SHA1', 6, 30, $3, u.id, $6::bigint FROM u"
+    "  RETURNING serial),"
+    " a AS (INSERT INTO admin_audit (actor, node_id, action, target, detail)"
+    "  SELECT $4, $5, 'user.totp_enrol', u.username, jsonb_build_object('serial', $2::text,"
+    "   'via', $7::text,"
+    "   'replaced', (SELECT coalesce(jsonb_agg(serial), '[]') FROM d),"
+    "   'unassigned', (SELECT coalesce(jsonb_agg(serial), '[]') FROM r)) FROM u)"
+    " SELECT u.username, t.serial FROM u, t";
 
 /* otpauth://totp/<issuer>:<username>?secret=...; the caller wipes and frees it. */
 static char *otpauth_uri(const char *username, const char *secret)
@@ -145,23 +161,9 @@ static void enrol_done(void *arg, const PGresult *res, const char *err)
 void users_totp_enrol(struct node *n, struct evhttp_request *req, const char *actor,
                       struct users_job *uj)
 {
-    static const char sql[] =
-        "WITH u AS (UPDATE users SET method = 'totp', updated_at = now()"
-        "  WHERE lower(username) = lower($1) RETURNING id, username),"
-        " d AS (DELETE FROM oath_tokens WHERE user_id IN (SELECT id FROM u)"
-        "  AND kind = 'totp' AND serial LIKE 'totp-%' RETURNING serial),"
-        " r AS (UPDATE oath_tokens SET user_id = NULL WHERE user_id IN (SELECT id FROM u)"
-        "  AND kind = 'totp' AND serial NOT LIKE 'totp-%' RETURNING serial),"
-        " t AS (INSERT INTO oath_tokens (serial, kind, algorithm, digits, period, seed_sealed,"
-        "  user_id) SELECT $2, 'totp', 'SHA1', 6, 30, $3, u.id FROM u RETURNING serial),"
-        " a AS (INSERT INTO admin_audit (actor, node_id, action, target, detail)"
-        "  SELECT $4, $5, 'user.totp_enrol', u.username, jsonb_build_object('serial', $2::text,"
-        "   'replaced', (SELECT coalesce(jsonb_agg(serial), '[]') FROM d),"
-        "   'unassigned', (SELECT coalesce(jsonb_agg(serial), '[]') FROM r)) FROM u)"
-        " SELECT u.username, t.serial FROM u, t";
     struct totp_job *j = calloc(1, sizeof(*j));
     char *sealed = NULL, *err = NULL;
-    const char *params[5];
+    const char *params[8];
 
     if (!j) {
         http_reply_error(req, 500, "internal", "out of memory");
@@ -170,7 +172,7 @@ void users_totp_enrol(struct node *n, struct evhttp_request *req, const char *ac
     j->n = n;
     j->req = req;
     if (rand_bytes(j->seed, sizeof(j->seed)) < 0 ||
-        make_serial(uj->username, j->serial, sizeof(j->serial)) < 0) {
+        users_totp_serial(uj->username, j->serial, sizeof(j->serial)) < 0) {
         http_reply_error(req, 500, "internal", "no random numbers");
         goto done;
     }
@@ -185,7 +187,10 @@ void users_totp_enrol(struct node *n, struct evhttp_request *req, const char *ac
     params[2] = sealed;
     params[3] = actor;
     params[4] = n->id;
-    if (users_write(n, req, "user.totp_enrol", sql, 5, params, enrol_done, j) == 0)
+    params[5] = NULL;
+    params[6] = "api";
+    params[7] = "f";
+    if (users_write(n, req, "user.totp_enrol", users_totp_enrol_sql, 8, params, enrol_done, j) == 0)
         j = NULL;
 done:
     job_free(j);
