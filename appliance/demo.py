@@ -9,13 +9,9 @@ demo user and API keys. Standard library only.
   demo.py start MEMBER      bring that member back, as a host that boots
 """
 
-import base64
-import hashlib
 import json
 import os
-import secrets
 import shutil
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -25,7 +21,6 @@ TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 DEMO_DIR = os.path.abspath(os.environ.get("MFA_DEMO_DIR", os.path.join(TOP, ".demo")))
 STATE = os.path.join(DEMO_DIR, "state.json")
 INFO = os.path.join(DEMO_DIR, "cluster.json")
-PSQL = "/usr/lib/postgresql/15/bin/psql"
 DEMO_USER = {"username": "demo", "pin": "1234", "phone": "+15550100"}
 
 
@@ -36,20 +31,13 @@ def running():
     return c if any(m.procs for m in c.members) else None
 
 
-def psql(c, sql):
-    prim = c.primary()
-    env = {**os.environ, "PGPASSWORD": c.db_password("mfa")}
-    subprocess.run([PSQL, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p",
-                    str(prim.ports["postgres"]), "-U", "mfa", "-d", "mfa", "-c", sql],
-                   check=True, env=env, capture_output=True, timeout=30)
-
-
 def new_key(c, name, scope):
-    key = "mfa_" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
-    digest = hashlib.sha256(key.encode()).hexdigest()
-    psql(c, f"INSERT INTO api_keys (name, scope, key_hash, prefix) "
-            f"VALUES ('{name}', '{scope}', '{digest}', 'mfa_')")
-    return key
+    """An API key made as an operator makes one: mfactl on the primary's host."""
+    rc, out, err = c.mfactl("--json", "apikey", "create", name, "--scope", scope,
+                            member=c.primary())
+    if rc != 0:
+        raise RuntimeError(f"mfactl apikey create {name}: exit {rc}: {err.strip()}")
+    return json.loads(out)["key"]
 
 
 def describe(c, keys):
@@ -87,6 +75,7 @@ def tell(info):
 MFA Appliance demo cluster: 3 members on 127.0.0.1 ({INFO} has it all as JSON)
 
   API (HTTPS, HAProxy)   {info['api_url']}   (CA: {info['ca']})
+  user portal            {info['portal_url']}   (demo / PIN 1234, then the SMS code)
   health page            {info['health_url']}
   HAProxy stats          {info['stats_url']}  (admin / {info['stats_password']})
   SMS outboxes           {info['members'][0]['logs']}/sms-outbox.jsonl and n2, n3
@@ -106,6 +95,7 @@ Try:
   printf 'User-Name = "demo"\\nUser-Password = "<code>"\\nState = <State>\\nMessage-Authenticator = 0x00\\n' |
     radclient -x 127.0.0.1:{r['port']} auth '{r['secret']}'
   {m} -c {info['config']} status
+  {m} -c {info['config']} apikey create my-app --scope auth   # another API key
   ./appliance/demo kill n1 && {m} -c {info['config']} failover --to n2
   ./appliance/demo start n1          # it rejoins as a standby
   ./appliance/demo stop

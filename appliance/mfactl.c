@@ -18,11 +18,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "apikey_cmd.h"
 #include "appconf.h"
 #include "cluster_cmd.h"
 #include "keepalived.h"
 #include "pki.h"
 #include "server_cmd.h"
+#include "setup.h"
 
 static const char usage_text[] =
     "usage: mfactl [-c FILE] [--json] COMMAND [ARGS]\n"
@@ -57,6 +59,14 @@ static const char usage_text[] =
     "  maint N\n"
     "      on every balancer: nothing reaches N, not even its own challenges and sessions\n"
     "      (they start again elsewhere)\n"
+    "  apikey create NAME [--scope admin|auth]\n"
+    "      on the primary's host: make an API key in the database (the first admin key\n"
+    "      of a new cluster); printed once\n"
+    "  setup --primary --cluster NAME --id ID --address ADDR [--member ID=ADDR]...\n"
+    "  setup --invite ID --address ADDR [--out FILE]\n"
+    "  setup --join HOST[:PORT] --bundle FILE\n"
+    "      first boot of an appliance: create the cluster here, invite a member (on the\n"
+    "      CA's host), or join one; safe to run again (`mfactl setup --help`)\n"
     "  pki init|issue|renew ...\n"
     "      the cluster CA and member certificates; renew before they expire\n"
     "      (`mfactl pki --help`)\n"
@@ -79,10 +89,16 @@ struct command {
 };
 
 static const struct command commands[] = {
-    { "status", cluster_cmd_status },     { "switchover", cluster_cmd_switchover },
-    { "failover", cluster_cmd_failover }, { "rejoin", cluster_cmd_rejoin },
-    { "drain", server_cmd_drain },        { "ready", server_cmd_ready },
-    { "maint", server_cmd_maint },        { "keepalived", keepalived_cmd },
+    { "status", cluster_cmd_status },
+    { "switchover", cluster_cmd_switchover },
+    { "failover", cluster_cmd_failover },
+    { "rejoin", cluster_cmd_rejoin },
+    { "drain", server_cmd_drain },
+    { "ready", server_cmd_ready },
+    { "maint", server_cmd_maint },
+    { "keepalived", keepalived_cmd },
+    { "setup", setup_cmd },
+    { "apikey", apikey_cmd },
 };
 
 int main(int argc, char **argv)

@@ -45,8 +45,7 @@
 
 static const char keyfile_header[] =
     "# MFA Appliance key file: the PIN pepper and the seed-sealing keys.\n"
-    "# Identical on every member. Keep it mode 0600. Never put it in a backup unsealed.\n"
-    "version = 1;\n";
+    "# Identical on every member. Keep it mode 0600. Never put it in a backup unsealed.\n";
 
 static const struct key_entry *ring_list(const struct keyring *kr, enum key_kind kind, size_t *n)
 {
@@ -357,19 +356,34 @@ static int format_list(char *buf, size_t bufsz, size_t *pos, const char *name,
     return 0;
 }
 
+int keyfile_format(const struct keyring *kr, const char *comment, char *buf, size_t size)
+{
+    size_t len = 0;
+    int w = snprintf(buf, size, "%s%sversion = 1;\n", comment,
+                     *comment && comment[strlen(comment) - 1] != '\n' ? "\n" : "");
+
+    if (w < 0 || (size_t)w >= size)
+        return -1;
+    len = (size_t)w;
+    if (format_list(buf, size, &len, "pepper", kr->pepper, kr->npepper) < 0 ||
+        format_list(buf, size, &len, "seal", kr->seal, kr->nseal) < 0 || len > INT_MAX)
+        return -1;
+    return (int)len;
+}
+
 /* Writes the key file text of <kr> to <fd> and fsyncs it. */
 static int write_keyring(int fd, const struct keyring *kr, const char *path, char **err)
 {
     char buf[KEYFILE_TEXT_MAX];
-    size_t len = sizeof(keyfile_header) - 1, off = 0;
-    int rc = -1;
+    size_t len, off = 0;
+    int rc = -1, n;
 
-    memcpy(buf, keyfile_header, len);
-    if (format_list(buf, sizeof(buf), &len, "pepper", kr->pepper, kr->npepper) < 0 ||
-        format_list(buf, sizeof(buf), &len, "seal", kr->seal, kr->nseal) < 0) {
+    n = keyfile_format(kr, keyfile_header, buf, sizeof(buf));
+    if (n < 0) {
         err_set(err, "key file %s: text too long", path);
         goto done;
     }
+    len = (size_t)n;
     while (off < len) {
         ssize_t w = write(fd, buf + off, len - off);
 

@@ -89,6 +89,16 @@ int keyfile_parse(const char *text, struct keyring *kr, char **err) MFA_MUSTCHEC
 int keyfile_rotate(const char *path, enum key_kind kind, uint32_t *new_id,
                    char **err) MFA_MUSTCHECK;
 
+/*
+ * The key file text of <kr> (header comment <comment>, "" for none; each
+ * line of it must start with "#"), as keyfile_create() and keyfile_rotate()
+ * write it and keyfile_parse() reads it back: ids above 2^31 - 1 carry
+ * libconfig's L suffix. Returns its length, or -1 when it does not fit
+ * <size>. <buf> holds keys: wipe it (OPENSSL_cleanse) when done.
+ */
+int keyfile_format(const struct keyring *kr, const char *comment, char *buf,
+                   size_t size) MFA_MUSTCHECK;
+
 /* The key of <kind> with the highest id, or NULL if there is none. */
 const struct key_entry *keyring_current(const struct keyring *kr, enum key_kind kind);
 

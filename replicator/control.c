@@ -5,6 +5,15 @@
  * The actions start tasks (role.c): /promote and /fence answer when their
  * task is done, /rejoin at once (the caller polls /status).
  *
+ * /join hands a member that is being set up (mfactl setup --join) what it
+ * cannot make itself: the key file and the cluster section of the
+ * configuration. Only a client whose certificate the cluster CA signed and
+ * whose common name is one of cluster.members gets them (the TLS handshake
+ * already refused any other CA), unless that member reported itself a
+ * witness (no database, no keys); the key file is read afresh, so a rotated
+ * file is what goes out, in the format of keyfile_format(). It never
+ * appears in the log or a URL.
+ *
  * /status also says when the certificate this API serves expires
  * (cert_expires_at, cert_days_left), so the balancers' health page can warn
  * before it does. It is read from the TLS context when the API starts: the
@@ -17,6 +26,8 @@
 
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+
+#include <openssl/crypto.h>
 
 #include "daemon.h"
 #include "errmsg.h"
@@ -126,6 +137,7 @@ json_t *control_status(struct repl *r)
     json_object_set_new(out, "fenced", json_boolean(r->fenced));
     json_object_set_new(out, "fence_reason",
                         r->fence_reason ? json_string(r->fence_reason) : json_null());
+    json_object_set_new(out, "bootstrap_pending", json_boolean(r->bootstrap_pending));
     json_object_set_new(out, "has_data",
                         json_boolean(r->role != ROLE_WITNESS && pgsetup_has_data(&r->paths)));
     json_object_set_new(out, "system_identifier",
@@ -249,6 +261,105 @@ static void handle_rejoin(struct evhttp_request *req, void *arg)
     json_decref(body);
 }
 
+/* ---- /join: what a new member fetches ---- */
+
+/* A port set as JSON {"api": 443, ...}. */
+static json_t *ports_json(const struct member_ports *p)
+{
+    return json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "api", p->api, "stats",
+                     p->stats, "health", p->health, "balancer_control", p->balancer_control,
+                     "radius", p->radius, "node", p->node, "node_radius", p->node_radius,
+                     "replicator", p->replicator, "postgres", p->postgres);
+}
+
+/*
+ * The cluster section as the joining member must have it: every value that
+ * is the same on all members. Paths (tls.ca) are each host's own and stay
+ * out; members carry their ports resolved, so the joiner needs no
+ * cluster-wide port defaults to agree.
+ */
+static json_t *cluster_json(const struct appconf *c)
+{
+    json_t *members = json_array();
+
+    for (size_t i = 0; i < c->cluster.nmembers; i++) {
+        const struct member_conf *m = &c->cluster.members[i];
+        json_array_append_new(members, json_pack("{s:s, s:s, s:o}", "id", m->id, "address",
+                                                 m->address, "ports", ports_json(&m->ports)));
+    }
+    return json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:o, s:o}", "name", c->cluster.name,
+                     "replication", c->cluster.replication == REPL_ASYNC ? "async" : "sync",
+                     "fence_after", c->cluster.fence_after, "tls_min_version",
+                     c->cluster.tls_min_version == TLS_MIN_1_3 ? "1.3" : "1.2", "tls_ciphers",
+                     c->cluster.tls_ciphers, "tls_ciphersuites", c->cluster.tls_ciphersuites,
+                     "ports", ports_json(&c->cluster.ports), "members", members);
+}
+
+/*
+ * True when member <id> is a witness. A witness is set in its own
+ * configuration (replicator.witness), which no other member reads: what
+ * it reports is the one signal, so the answer is the role its /status gave
+ * at any poll since this replicator started. A member being set up has not
+ * answered yet and is let through; a witness this replicator has not seen
+ * since it started would be too (docs/replication.md, "GET /join").
+ */
+static bool member_is_witness(const struct repl *r, const char *id)
+{
+    for (size_t i = 0; i < r->npeers; i++) {
+        const struct peer *p = &r->peers[i];
+        const char *role = peer_str(p, "role");
+
+        if (strcmp(p->id, id) == 0)
+            return p->was_witness || (role && strcmp(role, "witness") == 0);
+    }
+    return false;
+}
+
+static void handle_join(struct evhttp_request *req, void *arg)
+{
+    struct repl *r = arg;
+    const struct appconf *c = daemon_conf(r->d);
+    struct keyring kr;
+    char cn[80], comment[160], text[4096], *err = NULL;
+
+    if (http_peer_name(req, cn, sizeof(cn)) < 0 || !appconf_member(c, cn)) {
+        log_warn("api.join refused=not_member");
+        http_reply_error(req, 403, "not_member",
+                         "only a member's certificate (its common name one of cluster.members) "
+                         "may fetch the cluster's keys");
+        return;
+    }
+    if (member_is_witness(r, cn)) {
+        log_warn("api.join refused=witness member=%s", cn);
+        http_reply_error(req, 403, "witness",
+                         "member %s is a witness: it runs no database and gets no keys", cn);
+        return;
+    }
+    if (keyfile_load(c->appliance.key_file, &kr, &err) < 0) {
+        log_error("api.join member=%s err=%s", cn, err);
+        http_reply_error(req, 500, "key_file", "this member cannot read its key file");
+        free(err);
+        return;
+    }
+    snprintf(comment, sizeof(comment),
+             "# MFA Appliance key file, fetched from member %s.\n"
+             "# Identical on every member. Keep it mode 0600.\n",
+             r->me);
+    if (keyfile_format(&kr, comment, text, sizeof(text)) < 0) {
+        keyring_wipe(&kr);
+        OPENSSL_cleanse(text, sizeof(text));
+        http_reply_error(req, 500, "key_file", "the key file does not fit the reply");
+        return;
+    }
+    keyring_wipe(&kr);
+    log_notice("api.join member=%s", cn);
+    /* jansson frees its copy of the text without wiping it: that cannot be helped. */
+    http_reply_json(req, 200,
+                    json_pack("{s:s, s:s, s:o, s:s}", "from", r->me, "member", cn, "cluster",
+                              cluster_json(c), "key_file", text));
+    OPENSSL_cleanse(text, sizeof(text));
+}
+
 static const struct http_route routes[] = {
     { EVHTTP_REQ_GET, "/health", false, handle_health },
     { EVHTTP_REQ_GET, "/status", false, handle_status },
@@ -256,6 +367,7 @@ static const struct http_route routes[] = {
     { EVHTTP_REQ_POST, "/fence", false, handle_fence },
     { EVHTTP_REQ_POST, "/resume", false, handle_resume },
     { EVHTTP_REQ_POST, "/rejoin", false, handle_rejoin },
+    { EVHTTP_REQ_GET, "/join", false, handle_join },
 };
 
 struct http_server *control_start(struct repl *r, char **err)

@@ -67,6 +67,9 @@ struct peer {
     double last_mutual_s; /* last answer that also said it sees this member */
     json_t *status;       /* its last /status; NULL before the first */
     char error[200];      /* why the last poll failed */
+    /* Since this replicator started (noted by repl_note_peers()): */
+    bool had_data;    /* it reported data (has_data not false) or the primary role */
+    bool was_witness; /* it reported the witness role */
 };
 
 struct repl {
@@ -137,12 +140,19 @@ struct repl {
     char rejoin_pending[17]; /* asked to follow a member not yet seen as primary */
     double rejoin_pending_until_s;
     void (*on_up)(struct repl *r); /* a task waiting for PostgreSQL to answer */
+    /* Holds setup --primary's permission with no data yet (/status "bootstrap_pending"). */
+    bool bootstrap_pending;
+    char bootstrap_refused[17]; /* the last peer that kept it from being used (logged once) */
 };
 
 /* role.c */
 const char *repl_role_name(enum repl_role role);
 void repl_set_role(struct repl *r, enum repl_role role, const char *why);
 void repl_decide(struct repl *r);
+/* Notes what each peer's last answer said that must be remembered since start. */
+void repl_note_peers(struct repl *r);
+/* A peer polled at least once since start: it answered, or its poll failed or timed out. */
+bool repl_peer_polled(const struct peer *p);
 /* Starts the task <name>: false (and nothing done) when one runs already. */
 bool repl_task_begin(struct repl *r, const char *name);
 void repl_task_end(struct repl *r, const char *error);

@@ -13,6 +13,17 @@
  * - A primary that has not seen a majority for cluster.fence_after seconds
  *   refuses writes until it sees one again.
  * - One task at a time; decisions wait while one runs.
+ * - A member with no data makes a new cluster (initdb) only as the first of
+ *   cluster.members once every other member answers that it has none either,
+ *   or — the one-shot permission `mfactl setup --primary` leaves — when
+ *   <data_dir>/bootstrap.allow names it, every peer has been polled at least
+ *   once and twice replicator.peer_timeout_ms have passed since the start,
+ *   no peer has reported data or the primary role since the start, and no
+ *   seen peer holds a permission too. The permission is removed when the
+ *   new cluster is set up, or when this member has copied the primary.
+ * - A bootstrap runs with a marker beside PGDATA from before initdb until
+ *   the roles and the database are set up: data found with the marker is an
+ *   unfinished bootstrap, wiped and made again, never started as it is.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -285,12 +297,88 @@ static void start_as(struct repl *r, bool primary, const char *upstream)
 
 /* ---- bootstrap: the first member makes the cluster ---- */
 
+/* The permission file of `mfactl setup --primary` (docs/replication.md, "The first start"). */
+static void bootstrap_allow_path(const struct repl *r, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s/bootstrap.allow", daemon_conf(r->d)->appliance.data_dir);
+}
+
+/* True when the permission file exists and names this member ("member=<id>"). */
+static bool bootstrap_allowed(const struct repl *r)
+{
+    char path[400], text[64], want[32];
+    ssize_t n;
+    int fd;
+
+    bootstrap_allow_path(r, path, sizeof(path));
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0)
+        return false;
+    n = read(fd, text, sizeof(text) - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    text[n] = '\0';
+    text[strcspn(text, "\n")] = '\0';
+    snprintf(want, sizeof(want), "member=%s", r->me);
+    return strcmp(text, want) == 0;
+}
+
+/* Spent once the cluster it made is set up, void once this member copied the primary. */
+static void bootstrap_allow_remove(const struct repl *r)
+{
+    char path[400];
+
+    bootstrap_allow_path(r, path, sizeof(path));
+    if (unlink(path) == 0)
+        log_notice("bootstrap.allow removed=%s", path);
+    else if (errno != ENOENT)
+        log_error("bootstrap.allow path=%s err=%s", path, strerror(errno));
+}
+
+/*
+ * A marker beside PGDATA from before initdb until the new cluster is set up
+ * (roles, database, migrations): data found with it is an unfinished
+ * bootstrap, wiped and made again (decide_start), as copy_marker() does for
+ * a copy.
+ */
+static void bootstrap_marker(struct repl *r, bool on)
+{
+    char path[300];
+
+    snprintf(path, sizeof(path), "%s/bootstrap-in-progress", r->paths.confdir);
+    if (on) {
+        int fd = mkdir(r->paths.confdir, 0700) == 0 || errno == EEXIST
+                     ? open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)
+                     : -1;
+        if (fd < 0 || fsync(fd) < 0)
+            log_error("bootstrap.marker path=%s err=%s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+    } else if (unlink(path) < 0 && errno != ENOENT) {
+        log_error("bootstrap.marker path=%s err=%s", path, strerror(errno));
+    }
+}
+
+static bool bootstrap_interrupted(const struct repl *r)
+{
+    char path[300];
+
+    snprintf(path, sizeof(path), "%s/bootstrap-in-progress", r->paths.confdir);
+    return access(path, F_OK) == 0;
+}
+
 static void bootstrap_setup_done(struct repl *r, const char *err)
 {
     if (err) {
+        /* PostgreSQL runs half set up: stopped, wiped and made again (decide_start). */
         repl_task_end(r, err);
         return;
     }
+    /* The marker first: without it the data is a finished cluster's, kept. */
+    bootstrap_marker(r, false);
+    bootstrap_allow_remove(r);
+    r->bootstrap_pending = false;
     repl_set_role(r, ROLE_PRIMARY, "cluster created");
     repl_task_end(r, NULL);
 }
@@ -335,12 +423,53 @@ static void bootstrap(struct repl *r)
 
     if (!repl_task_begin(r, "bootstrap"))
         return;
+    bootstrap_marker(r, true);
     if (pgsetup_argv_initdb(daemon_conf(r->d), &r->paths, argv, MFA_ARRAY_LEN(argv), store,
                             sizeof(store)) < 0 ||
         pm_run_tool(r, argv, 300000, bootstrap_initdb_done, &err) < 0) {
         repl_task_end(r, err ? err : "initdb command line too long");
         free(err);
     }
+}
+
+static void bootstrap_wiped(struct repl *r, bool ok, const char *tail)
+{
+    (void)tail;
+    if (!ok) {
+        r->pm_next_start_s = now_s() + 5;
+        repl_task_end(r, "could not remove the unfinished bootstrap's data");
+        return;
+    }
+    /* Empty again: the next decision is an empty member's, permission and all. */
+    bootstrap_marker(r, false);
+    r->control_valid = false;
+    repl_task_end(r, NULL);
+}
+
+static void bootstrap_stopped(struct repl *r)
+{
+    /* The contents, not the directory: PGDATA may be a mount point. */
+    const char *argv[] = {
+        "/bin/sh",       "-c", "[ ! -e \"$1\" ] || find \"$1\" -mindepth 1 -delete", "sh",
+        r->paths.pgdata, NULL
+    };
+    char *err = NULL;
+
+    if (pm_run_tool(r, argv, 600000, bootstrap_wiped, &err) < 0) {
+        r->pm_next_start_s = now_s() + 5;
+        repl_task_end(r, err);
+        free(err);
+    }
+}
+
+/* Data left by a bootstrap that did not finish: stop what runs, wipe it (then make it again). */
+static void bootstrap_redo(struct repl *r)
+{
+    if (!repl_task_begin(r, "bootstrap_redo"))
+        return;
+    log_warn("bootstrap.interrupted next=%s", "wipe the data and make the cluster again");
+    repl_set_role(r, ROLE_STARTING, "an unfinished bootstrap");
+    pm_stop(r, bootstrap_stopped);
 }
 
 /* ---- clone: a fresh copy of the primary ---- */
@@ -364,6 +493,9 @@ static void clone_done(struct repl *r, bool ok, const char *tail)
     }
     r->control_valid = false;
     copy_marker(r, false);
+    /* This member has the cluster's data now: a permission left here is void. */
+    bootstrap_allow_remove(r);
+    r->bootstrap_pending = false;
     start_as(r, false, r->rejoin_to);
     repl_task_end(r, r->pm == PM_RUNNING ? NULL : "postgres did not start");
 }
@@ -752,12 +884,81 @@ static bool is_first_member(const struct repl *r)
     return strcmp(daemon_conf(r->d)->cluster.members[0].id, r->me) == 0;
 }
 
+bool repl_peer_polled(const struct peer *p)
+{
+    return p->last_ok_s > 0 || p->error[0];
+}
+
+void repl_note_peers(struct repl *r)
+{
+    for (size_t i = 0; i < r->npeers; i++) {
+        struct peer *p = &r->peers[i];
+        const char *role = peer_str(p, "role");
+
+        if (!p->status)
+            continue;
+        if (!json_is_false(json_object_get(p->status, "has_data")) ||
+            (role && strcmp(role, "primary") == 0))
+            p->had_data = true;
+        if (role && strcmp(role, "witness") == 0)
+            p->was_witness = true;
+    }
+}
+
+/* Logs once per peer in a row why the permission waits. */
+static void bootstrap_refuse(struct repl *r, const struct peer *q, const char *why)
+{
+    if (strcmp(r->bootstrap_refused, q->id) == 0)
+        return;
+    snprintf(r->bootstrap_refused, sizeof(r->bootstrap_refused), "%s", q->id);
+    log_warn("bootstrap.allow ignored=%s reason=%s", q->id, why);
+}
+
+/*
+ * True when setup --primary's permission may be used now. Members that do
+ * not answer do not count (that is its point), but every one must have
+ * been asked — a round of polls completed, and twice the poll timeout gone
+ * since the start — so that the first tick, before any answer, decides
+ * nothing. A peer that has shown data or the primary role since the start
+ * means a cluster exists: join it. A seen peer that holds a permission too
+ * means two hosts were given one: neither uses it.
+ */
+static bool bootstrap_may_use(struct repl *r)
+{
+    double settle_s = 2.0 * daemon_conf(r->d)->replicator.peer_timeout_ms / 1000.0;
+
+    if (now_s() - r->started_s < settle_s)
+        return false;
+    for (size_t i = 0; i < r->npeers; i++) {
+        const struct peer *q = &r->peers[i];
+
+        if (!repl_peer_polled(q))
+            return false;
+        if (q->had_data) {
+            bootstrap_refuse(r, q, "that member has data or is primary: join it instead");
+            return false;
+        }
+        if (peer_seen(r, q) && json_is_true(json_object_get(q->status, "bootstrap_pending"))) {
+            bootstrap_refuse(r, q,
+                             "that member holds a bootstrap permission too: remove one of them");
+            return false;
+        }
+    }
+    return true;
+}
+
 static void decide_empty(struct repl *r)
 {
     const struct peer *p = peers_primary(r);
 
+    r->bootstrap_pending = bootstrap_allowed(r);
     if (p && json_is_true(json_object_get(p->status, "writable"))) {
         clone_from(r, p->id);
+        return;
+    }
+    if (r->bootstrap_pending) {
+        if (bootstrap_may_use(r))
+            bootstrap(r);
         return;
     }
     if (!is_first_member(r))
@@ -785,6 +986,12 @@ static void decide_start(struct repl *r)
     uint32_t tli;
     uint64_t lsn;
 
+    /* Before anything that would start or adopt it: an unfinished bootstrap is made again. */
+    if (bootstrap_interrupted(r)) {
+        if (now_s() >= r->pm_next_start_s)
+            bootstrap_redo(r);
+        return;
+    }
     if (r->pm == PM_RUNNING) {
         char *err = NULL;
         if (!r->local.up)
@@ -812,6 +1019,7 @@ static void decide_start(struct repl *r)
         decide_empty(r);
         return;
     }
+    r->bootstrap_pending = false;
     if (!r->control_valid) {
         pm_read_control(r, control_backoff);
         return;
@@ -1038,6 +1246,7 @@ static void decide_standby(struct repl *r)
 
 void repl_decide(struct repl *r)
 {
+    repl_note_peers(r);
     if (r->on_up)
         r->on_up(r);
     if (r->task || daemon_draining(r->d))

@@ -5,7 +5,6 @@ cluster, each starting from the state the previous one left; a monitor
 samples every member's PostgreSQL all along and the last test checks that
 no two members ever accepted writes at the same moment."""
 
-import base64
 import bisect
 import hashlib
 import json
@@ -151,10 +150,14 @@ def cl():
     c.create()
     try:
         c.start(timeout=120)
-        # The first admin key, straight into the database as setup makes it.
-        key = "mfa_" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
-        sql(c.primary(), "INSERT INTO api_keys (name, scope, key_hash, prefix) VALUES "
-            "('test-admin', 'admin', %s, 'mfa_')", (hashlib.sha256(key.encode()).hexdigest(),))
+        # The first admin key, as an operator makes it: mfactl on the primary's host.
+        rc, out, err = c.mfactl("--json", "apikey", "create", "test-admin", member=c.primary())
+        assert rc == 0, err
+        made = json.loads(out)
+        assert made["scope"] == "admin" and made["prefix"] == made["key"][:12], made
+        key = made["key"]
+        stored = sql(c.primary(), "SELECT key_hash, created_by FROM api_keys WHERE name = 'test-admin'")
+        assert stored == [(hashlib.sha256(key.encode()).hexdigest(), "mfactl")], stored
         c.admin_key = key
         for m in c.members:  # every node knows the key (it reloads keys every second)
             wait_for(lambda m=m: m.node("GET", "/api/v1/users?limit=1", key=key)[0] == 200,
@@ -329,6 +332,23 @@ def test_admin_write_is_read_at_once_everywhere(cl):
         for m in cl.members:
             st, body = m.node("GET", f"/api/v1/users/{name}", key=cl.admin_key)
             assert st == 200, f"{name} written through {src.id} not yet on {m.id}: {body}"
+
+
+def test_apikey_create_refuses_on_a_standby_and_makes_a_working_auth_key(cl):
+    standby = next(m for m in cl.members if m is not cl.primary())
+    rc, out, err = cl.mfactl("apikey", "create", "nope", member=standby)
+    assert rc == 3 and out == "" and "standby" in err, (rc, out, err)
+    assert sql(cl.primary(), "SELECT count(*) FROM api_keys WHERE name = 'nope'") == [(0,)]
+
+    rc, out, err = cl.mfactl("apikey", "create", "app", "--scope", "auth", member=cl.primary())
+    assert rc == 0, err
+    key = out.strip()
+    assert key.startswith("mfa_") and key not in err
+    wait_for(lambda: standby.node("POST", "/api/v1/auth", {"username": "nobody-here"},
+                                  key=key)[0] == 200, 20, "the auth key works on a standby's node")
+    assert standby.node("GET", "/api/v1/users?limit=1", key=key)[0] == 403
+    rc, _, err = cl.mfactl("apikey", "create", "x", "--scope", "root", member=cl.primary())
+    assert rc == 2 and "--scope" in err
 
 
 def test_replicator_restart_adopts_running_postgres(cl):

@@ -371,6 +371,45 @@ static void test_rotate_high_ids(void **state)
     free(err);
 }
 
+/* keyfile_format() writes what keyfile_parse() reads back, ids past INT_MAX with their L. */
+static void test_format_round_trip(void **state)
+{
+    struct keyring kr, back;
+    char text[4096], *err = NULL;
+    int n;
+
+    (void)state;
+    memset(&kr, 0, sizeof(kr));
+    kr.npepper = 2;
+    kr.pepper[0].id = 1;
+    kr.pepper[1].id = 2147483648u;
+    kr.nseal = 1;
+    kr.seal[0].id = 2147483647u;
+    for (size_t i = 0; i < KEY_LEN; i++) {
+        kr.pepper[0].key[i] = (unsigned char)i;
+        kr.pepper[1].key[i] = (unsigned char)(255 - i);
+        kr.seal[0].key[i] = (unsigned char)(i * 7);
+    }
+    n = keyfile_format(&kr, "# fetched\n", text, sizeof(text));
+    assert_true(n > 0 && (size_t)n == strlen(text));
+    assert_non_null(strstr(text, "id = 2147483648L;"));
+    assert_null(strstr(text, "id = 2147483647L;"));
+    assert_int_equal(strncmp(text, "# fetched\nversion = 1;\n", 23), 0);
+    if (keyfile_parse(text, &back, &err) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(back.npepper, 2);
+    assert_int_equal(back.nseal, 1);
+    assert_int_equal(keyring_current(&back, KEY_PEPPER)->id, 2147483648u);
+    assert_memory_equal(keyring_find(&back, KEY_PEPPER, 2147483648u)->key, kr.pepper[1].key,
+                        KEY_LEN);
+    assert_memory_equal(keyring_find(&back, KEY_PEPPER, 1)->key, kr.pepper[0].key, KEY_LEN);
+    assert_memory_equal(keyring_find(&back, KEY_SEAL, 2147483647u)->key, kr.seal[0].key, KEY_LEN);
+    keyring_wipe(&back);
+    /* too small a buffer: -1, never a cut text */
+    assert_int_equal(keyfile_format(&kr, "", text, 100), -1);
+    keyring_wipe(&kr);
+}
+
 static void test_load_content_errors(void **state)
 {
     struct tmp *t = *state;
@@ -397,6 +436,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rotate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotate_high_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_content_errors, setup, teardown),
+        cmocka_unit_test(test_format_round_trip),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
