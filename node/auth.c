@@ -28,7 +28,6 @@
 #include "log.h"
 #include "metrics.h"
 #include "otp.h"
-#include "portal.h"
 #include "seal.h"
 #include "secrets.h"
 #include "sms.h"
@@ -83,6 +82,7 @@ struct signin {
     char password[PASSWORD_MAX + 1]; /* PIN and code in one, split once the user is known */
     bool has_pin, has_otp, has_password, asked_method;
     enum auth_step step;
+    bool require_pin; /* auth_request's */
     char client_ip[64];
     /* for the answer */
     int attempts_left, retry_after;
@@ -591,6 +591,12 @@ static void user_loaded(void *arg, const PGresult *res, const char *err)
         finish(si, OUT_REJECTED, "locked_out", 200);
         return;
     }
+    if (!si->has_pin_hash && si->require_pin && si->step != AUTH_STEP_CODE) {
+        /* A user without a PIN, where one is required: refused as a wrong PIN, and counted. */
+        secret_wipe(si->pin, sizeof(si->pin));
+        reject(si, "pin_required");
+        return;
+    }
     if (si->has_pin_hash && si->step != AUTH_STEP_CODE) {
         char *perr = NULL;
         int ok = si->has_pin ? pin_verify(&si->n->keys, si->pin, si->pin_hash, &perr) : 0;
@@ -661,6 +667,7 @@ int auth_signin(struct node *n, const struct auth_request *rq, auth_done_fn done
         return -1;
     snprintf(si->username, sizeof(si->username), "%s", rq->username);
     si->step = rq->step;
+    si->require_pin = rq->require_pin;
     si->asked_method = rq->method != NULL || rq->step == AUTH_STEP_REPIN;
     snprintf(si->method, sizeof(si->method), "%s",
              rq->step == AUTH_STEP_REPIN ? "pin"
@@ -971,6 +978,5 @@ void auth_status(const struct node *n, json_t *status)
 
     authlog_get_stats(a->log, &ls);
     json_object_set_new(status, "challenges", json_integer((json_int_t)chal_count(a->chal)));
-    json_object_set_new(status, "sessions", json_integer((json_int_t)portal_sessions(n)));
     json_object_set_new(status, "auth_log_pending", json_integer((json_int_t)ls.pending));
 }

@@ -101,7 +101,8 @@ typedef void (*auth_done_fn)(void *arg, const struct auth_result *r);
  *                    checked again, the code counts and is marked used as
  *                    in AUTH_STEP_ALL. Not for SMS: that is auth_verify().
  *   AUTH_STEP_REPIN  only the PIN of a signed-in user, who asks to change
- *                    it: logged with method "pin"; a wrong one counts toward
+ *                    it (or the phone, or to set up an app): logged with
+ *                    method "pin"; a wrong one counts toward
  *                    lockout like any; a right one answers AUTH_ACCEPTED and
  *                    sends no code. It does not clear earlier failures: that
  *                    takes a whole sign-in.
@@ -129,6 +130,12 @@ struct auth_request {
      */
     const char *password;
     const char *client_ip; /* numeric: the person signing in, or the caller */
+    /*
+     * A user without a PIN is refused (reason "pin_required", counted as a
+     * wrong PIN) instead of going on to the code: the portal's, where a
+     * username alone must not find a user, show their phone or send a code.
+     */
+    bool require_pin;
 };
 
 /*

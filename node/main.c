@@ -62,6 +62,7 @@ static json_t *status_json(struct node *n)
         (json_int_t)st.lag_bytes, "clock_offset_s", st.clock_offset_s, "draining",
         daemon_draining(n->d), "uptime_s", (json_int_t)((clock_mono_ms() - n->started_ms) / 1000));
     auth_status(n, out);
+    json_object_set_new(out, "sessions", json_integer((json_int_t)portal_sessions(n)));
     radius_server_status(n->radius, out);
     return out;
 }

@@ -1,8 +1,9 @@
 /*
- * What the files of the user portal share (portal.c, portal_session.c,
- * portal_form.c, portal_html.c, portal_qr.c): the session store, the form
- * parser, the page buffer with its HTML escaping, and the QR code. Not an
- * API for other subsystems (portal.h is).
+ * What the files of the user portal share (portal.c, portal_signin.c,
+ * portal_settings.c, portal_session.c, portal_form.c, portal_html.c,
+ * portal_qr.c): the session store, the form parser, the page buffer with
+ * its HTML escaping, and the QR code. The pages' own helpers are in
+ * portal_page.h. Not an API for other subsystems (portal.h is).
  *
  * portal_form.c and the page buffer (portal_html.c) link alone, for the
  * unit tests and the fuzzer; portal_session.c needs only ids.h.
@@ -99,6 +100,13 @@ struct portal_session {
     char challenge_id[ID_MAX];
     char phone_tail[8]; /* the last digits of the phone an SMS went to */
     uint64_t created_ms, used_ms, stage_ms, signed_in_ms;
+    /*
+     * Bumped on every change of state and every sign-in attempt: an answer
+     * of the engine is taken only for the generation (and user) it was asked
+     * for, so a late answer cannot complete a newer, different sign-in.
+     */
+    uint64_t gen;
+    bool busy; /* a sign-in or code check is in flight: a second one waits */
     /* A TOTP seed being enrolled: only here until a code confirms it. */
     unsigned char seed[PORTAL_SEED_LEN];
     bool has_seed;
@@ -121,8 +129,10 @@ void portal_store_free(struct portal_store *st);
 
 /*
  * Makes an anonymous session at <now_ms>. When the store holds
- * <lim>->max_sessions the oldest session that is not signed in goes first;
- * when all are signed in, returns NULL with *full set. NULL without *full:
+ * <lim>->max_sessions the expired sessions go, then the oldest anonymous
+ * one, then the oldest half-done sign-in (a flood of sign-in pages must not
+ * push out people entering their code); when all are signed in, returns
+ * NULL with *full set. NULL without *full:
  * out of memory or no random numbers. The store owns the session.
  */
 struct portal_session *portal_session_new(struct portal_store *st, const struct portal_limits *lim,
@@ -138,13 +148,13 @@ struct portal_session *portal_session_get(struct portal_store *st, const char *i
                                           const struct portal_limits *lim, uint64_t now_ms);
 
 /*
- * Gives <s> a new id and a new CSRF token (the sign-in completed: an id an
- * attacker planted before is worthless now). Returns 0, or -1 (no random
+ * Gives <s> a new id and a new CSRF token (at each step of the sign-in: an
+ * id an attacker planted before is worthless now). Returns 0, or -1 (no random
  * numbers; the session is ended then).
  */
 int portal_session_rotate(struct portal_store *st, struct portal_session *s) MFA_MUSTCHECK;
 
-/* Moves <s> to <state> (keeps the count of active sessions right). */
+/* Moves <s> to <state> (keeps the count of active sessions right, bumps gen). */
 void portal_session_set_state(struct portal_store *st, struct portal_session *s,
                               enum portal_state state);
 
@@ -165,8 +175,8 @@ bool portal_csrf_ok(const struct portal_session *s, const char *token);
 
 /*
  * Appends the QR code of <text> as an inline <svg id="qr">, or nothing
- * when it cannot be made (returns -1). Copies of <text> the encoder made
- * are wiped.
+ * when it cannot be made (returns -1). The symbol's modules (qr->data) are
+ * wiped; libqrencode's own working copies of <text> are freed unwiped.
  */
 int portal_qr_svg(struct pbuf *b, const char *text) MFA_MUSTCHECK;
 

@@ -3,8 +3,10 @@
  * and written as an inline SVG (the portal loads nothing from elsewhere:
  * its Content-Security-Policy allows no external image). One path of unit
  * squares, a quiet zone of 4 modules (ISO/IEC 18004 §6.3.8), error
- * correction level M. The URI holds the seed: the encoder's copy of the
- * modules is wiped before it is freed.
+ * correction level M. The URI holds the seed: the symbol's modules
+ * (qr->data) are wiped before they are freed. Only those: libqrencode's
+ * own working copies of the URI are freed without wiping (it offers no
+ * hook for that).
  */
 #include <qrencode.h>
 #include <string.h>

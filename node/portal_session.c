@@ -8,8 +8,9 @@
  * one is signed in (and signin_timeout after the PIN was accepted, for the
  * code), idle_timeout after its last request and absolute_timeout after the
  * sign-in once signed in. The store holds at most max_sessions: a new
- * visitor pushes out the oldest session that is not signed in, and is
- * turned away when all are. Sessions are kept in creation order (a list)
+ * visitor pushes out the oldest anonymous session (then the oldest half-done
+ * sign-in: those go last), and is turned away when all are signed in.
+ * Sessions are kept in creation order (a list)
  * for that, and by id (strmap) for lookups.
  */
 #include <openssl/crypto.h>
@@ -100,14 +101,23 @@ static int new_secrets(struct portal_store *st, struct portal_session *s)
     return rc;
 }
 
-/* The oldest session nobody has signed in with, or NULL. */
-static struct portal_session *oldest_unsigned(struct portal_store *st)
+/*
+ * Who goes when the store is full: the oldest anonymous session (a sign-in
+ * page shown, nothing typed yet) first, so that a flood of them cannot push
+ * out people entering their code; then the oldest half-done sign-in; never
+ * a signed-in one (NULL).
+ */
+static struct portal_session *eviction_victim(struct portal_store *st)
 {
+    struct portal_session *waiting = NULL;
+
     for (struct portal_session *s = st->oldest; s; s = s->newer) {
-        if (s->state != PORTAL_SIGNED_IN)
+        if (s->state == PORTAL_ANON)
             return s;
+        if (!waiting && s->state != PORTAL_SIGNED_IN)
+            waiting = s;
     }
-    return NULL;
+    return waiting;
 }
 
 struct portal_session *portal_session_new(struct portal_store *st, const struct portal_limits *lim,
@@ -116,9 +126,11 @@ struct portal_session *portal_session_new(struct portal_store *st, const struct 
     struct portal_session *s;
 
     *full = false;
-    portal_store_expire(st, lim, now_ms);
+    /* The tick expires sessions; a full store does it now, before pushing anyone out. */
+    if (strmap_count(st->byid) >= lim->max_sessions)
+        portal_store_expire(st, lim, now_ms);
     while (strmap_count(st->byid) >= lim->max_sessions) {
-        struct portal_session *victim = oldest_unsigned(st);
+        struct portal_session *victim = eviction_victim(st);
 
         if (!victim) {
             *full = true;
@@ -180,10 +192,9 @@ int portal_session_rotate(struct portal_store *st, struct portal_session *s)
 {
     strmap_remove(st->byid, s->id);
     if (new_secrets(st, s) < 0 || strmap_put(st->byid, s->id, s, NULL) < 0) {
-        unlink_session(st, s);
-        if (is_active(s))
-            st->active--;
-        session_wipe_free(s);
+        /* Not in the map under its new id (if it got one): end() removes nothing there. */
+        *s->id = '\0';
+        portal_session_end(st, s);
         return -1;
     }
     return 0;
@@ -193,9 +204,14 @@ int portal_session_rotate(struct portal_store *st, struct portal_session *s)
 void portal_session_set_state(struct portal_store *st, struct portal_session *s,
                               enum portal_state state)
 {
-    if (is_active(s) != (state != PORTAL_ANON))
-        st->active += state != PORTAL_ANON ? 1 : (size_t)-1;
+    bool was = is_active(s), will = state != PORTAL_ANON;
+
+    if (!was && will)
+        st->active++;
+    else if (was && !will)
+        st->active--;
     s->state = state;
+    s->gen++;
 }
 
 void portal_store_expire(struct portal_store *st, const struct portal_limits *lim, uint64_t now_ms)

@@ -169,6 +169,14 @@ int users_totp_serial(const char *username, char *out, size_t size) MFA_MUSTCHEC
 extern const char users_totp_enrol_sql[];
 
 /*
+ * otpauth://totp/<issuer>:<username>?secret=<secret>&... (Google
+ * Authenticator's Key Uri Format) for an app made with the statement above
+ * (SHA1, 6 digits, 30 s), or NULL (out of memory). It holds the secret: the
+ * caller wipes and frees it.
+ */
+char *users_totp_uri(const char *username, const char *secret);
+
+/*
  * Checks an ISO 8601 timestamp, "YYYY-MM-DD[(T| )hh:mm[:ss[.frac]][Z|(+|-)hh[:mm]]]" (a
  * ' ' in place of the '+' of the offset is taken for one: '+' decodes to a
  * space in a query string), and writes it for PostgreSQL as

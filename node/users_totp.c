@@ -89,8 +89,7 @@ const char users_totp_enrol_sql[] =
     "   'unassigned', (SELECT coalesce(jsonb_agg(serial), '[]') FROM r)) FROM u)"
     " SELECT u.username, t.serial FROM u, t";
 
-/* otpauth://totp/<issuer>:<username>?secret=...; the caller wipes and frees it. */
-static char *otpauth_uri(const char *username, const char *secret)
+char *users_totp_uri(const char *username, const char *secret)
 {
     char *issuer = evhttp_uriencode(TOTP_ISSUER, -1, 0);
     char *account = evhttp_uriencode(username, -1, 0);
@@ -141,7 +140,7 @@ static void enrol_done(void *arg, const PGresult *res, const char *err)
         http_reply_error(j->req, 404, "not_found", "no such user");
     } else {
         username = PQgetvalue(res, 0, 0);
-        uri = otpauth_uri(username, j->secret);
+        uri = users_totp_uri(username, j->secret);
         if (!uri) {
             /* The token is stored but its seed cannot be shown: enrol again. */
             http_reply_error(j->req, 500, "internal", "out of memory; enrol again");

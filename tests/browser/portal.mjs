@@ -226,15 +226,19 @@ let page;
 let recorder;
 let shot = 0;
 
-async function screenshot(name) {
+// <mask>: selectors painted over in the picture (the TOTP secret, its QR code and URI).
+async function screenshot(name, mask = []) {
   shot += 1;
   const file = path.join(artifacts, `${scenario}-${String(shot).padStart(2, '0')}-${name}.png`);
-  await page.screenshot({ path: file, fullPage: true });
+  await page.screenshot({ path: file, fullPage: true, mask: mask.map((sel) => page.locator(sel)) });
   return file;
 }
 
-// One step of the flow: timed, screenshotted, recorded in the summary.
-async function step(name, fn) {
+// What shows a TOTP secret: never in a screenshot kept as an artifact.
+const SECRET_MASK = ['#totp-secret', '#otpauth-uri', 'svg#qr'];
+
+// One step of the flow: timed, screenshotted (with <mask> painted over), recorded in the summary.
+async function step(name, fn, mask = []) {
   const start = Date.now();
   const entry = { name, ok: false };
   steps.push(entry);
@@ -243,7 +247,7 @@ async function step(name, fn) {
   entry.ok = true;
   entry.ms = Date.now() - start;
   entry.node = recorder.last();
-  entry.screenshot = await screenshot(name);
+  entry.screenshot = await screenshot(name, mask);
 }
 
 async function text(sel) {
@@ -289,7 +293,9 @@ async function submit(formSel, fields) {
   await recorder.settle();
 }
 
+// <sel> must say <wanted> (a part of its text; '' is refused: it would match anything).
 async function expectText(sel, wanted, what) {
+  if (!wanted) throw new Error(`expectText(${sel}) without a text to expect`);
   const got = await text(sel);
   if (got === null || !got.includes(wanted)) {
     fail(`${what}: ${sel} says ${JSON.stringify(got)}, expected ${JSON.stringify(wanted)}`);
@@ -408,16 +414,26 @@ async function full(state, context) {
     if (!(await page.locator('svg#qr').count())) fail('no QR code (svg#qr) on the authenticator page');
     if (page.url().includes(state.secret)) fail('the TOTP secret is in the URL');
     saveState(state);
-  });
+  }, SECRET_MASK);
   await step('totp-wrong-code', async () => {
     const right = hotp(base32Decode(state.secret), currentStep());
-    await submit('#totp-form', { code: right === '000000' ? '111111' : '000000' });
+    await submit('#totp-form', { code: right === '000000' ? '111111' : '000000', current_pin: state.pin });
     await expectPage('/portal/totp', 'a wrong enrolment code');
-    await expectText('#error', '', 'a wrong enrolment code');
+    await expectText('#error', 'That code is not right.', 'a wrong enrolment code');
     if ((await text('#totp-secret')) !== state.secret) fail('a wrong code changed the pending secret');
-  });
+  }, SECRET_MASK);
+  await step('totp-wrong-pin', async () => {
+    // Confirming an app takes the current PIN too; a wrong one keeps the pending secret.
+    const wrongPin = state.pin === '9999' ? '8888' : '9999';
+    // The code of the step now, not spent: the PIN is refused before the code is stored.
+    const code = hotp(base32Decode(state.secret), currentStep());
+    await submit('#totp-form', { code, current_pin: wrongPin });
+    await expectPage('/portal/totp', 'a wrong current PIN at enrolment');
+    await expectText('#error', 'Your current PIN is not right.', 'a wrong current PIN at enrolment');
+    if ((await text('#totp-secret')) !== state.secret) fail('a wrong PIN changed the pending secret');
+  }, SECRET_MASK);
   await step('totp-enrolled', async () => {
-    await submit('#totp-form', { code: await freshTotp(state) });
+    await submit('#totp-form', { code: await freshTotp(state), current_pin: state.pin });
     await expectPage('/portal/home', 'the enrolment code');
     await expectText('#notice', 'Authenticator app set up.', 'after enrolment');
     await expectText('#method', 'totp', 'after enrolment');

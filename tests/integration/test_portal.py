@@ -1,14 +1,18 @@
 """The user portal (docs/portal.md) over HTTP, straight against mfa-node: a
 primary and a standby with a node each. Sessions and their cookie, CSRF,
 sign-in with a PIN then TOTP or SMS (codes computed here, otp_ref.py), the
-settings forms, TOTP enrolment, lockout shared with the API, the read-only
-refusal with the primary stopped, escaping, and no secret in the logs."""
+settings forms (phone, app and PIN with the current PIN), TOTP enrolment,
+lockout shared with the API, no portal for users without a PIN, "Start
+again", late answers of the engine (held with a row lock on the primary)
+that must not mix two sign-ins, the read-only refusal with the primary
+stopped, escaping, and no secret in the logs."""
 
 import base64
 import html
 import http.client
 import re
 import secrets
+import threading
 import time
 import urllib.parse
 
@@ -118,10 +122,16 @@ def test_sign_in_totp_settings_and_sign_out(node_cluster):
     resp, text = b.submit("/portal/signin", username="tess", pin="2468")
     assert 'id="factor"' in text
     assert n1.status()["sessions"] == 1
+    # The id changes at the PIN step too: one planted before cannot be the half-done sign-in.
+    half_sid = b.sid
+    assert half_sid != first_sid
+    planted = Browser(n1)
+    planted.sid = first_sid
+    assert 'id="factor"' not in planted.go("GET", "/portal/factor")[1]
     code = totp_now(seed)
     resp, text = b.submit("/portal/factor", code=code)
     assert 'id="profile"' in text, text
-    assert b.sid != first_sid, "the session id must change at sign-in"
+    assert b.sid not in (first_sid, half_sid), "the session id must change at sign-in"
     assert by_id(text, "method") == "totp"
 
     # The old id is worthless now.
@@ -130,10 +140,16 @@ def test_sign_in_totp_settings_and_sign_out(node_cluster):
     resp, text = old.go("GET", "/portal/home")
     assert ENDED in text and 'id="signin"' in text
 
+    # Changing the phone takes the current PIN.
     b.submit("/portal/phone", phone="+4915112345678")
+    assert by_id(b.last, "error") == "Your current PIN is not right."
+    b.submit("/portal/phone", phone="+4915112345678", current_pin="1111")
+    assert by_id(b.last, "error") == "Your current PIN is not right."
+    assert by_id(b.last, "phone") == ""
+    b.submit("/portal/phone", phone="+4915112345678", current_pin="2468")
     assert by_id(b.last, "notice") == "Your phone number was changed."
     assert by_id(b.last, "phone") == "+4915112345678"
-    b.submit("/portal/phone", phone="12 34")
+    b.submit("/portal/phone", phone="12 34", current_pin="2468")
     assert "3 to 20 digits" in by_id(b.last, "error")
     b.submit("/portal/method", method="sms")
     assert by_id(b.last, "method") == "sms"
@@ -146,6 +162,14 @@ def test_sign_in_totp_settings_and_sign_out(node_cluster):
     assert by_id(b.last, "error") == "Your current PIN is not right."
     b.submit("/portal/pin", current_pin="1357", new_pin="12", new_pin2="12")
     assert by_id(b.last, "error") == "The new PIN must be 4 to 8 digits."
+    b.submit("/portal/pin", current_pin="", new_pin="1111", new_pin2="1111")
+    assert by_id(b.last, "error") == "Your current PIN is not right."
+
+    # A signed-in POST with another token: 403, and nothing changed.
+    resp, text = b.raw("POST", "/portal/phone", {"csrf": "y" * 43, "phone": "+4900000",
+                                                "current_pin": "1357"})
+    assert resp.status == 403 and "This form has expired. Please try again." in text
+    assert by_id(b.go("GET", "/portal/home")[1], "phone") == "+4915112345678"
 
     # Recent sign-ins come from the auth log, once it reached the database.
     wait_for(lambda: "<tbody><tr>" in b.go("GET", "/portal/home")[1], 20, "recent sign-ins")
@@ -189,6 +213,10 @@ def test_csrf_and_unknown_sessions(node_cluster):
 
     resp, text = b.raw("GET", "/portal/nothing")
     assert resp.status == 404
+    # Only a web form is read: a longer type that starts the same is not one.
+    resp, text = b.raw("POST", "/portal/signin", {"csrf": b.csrf(), "username": "x"},
+                       {"Content-Type": "application/x-www-form-urlencodedX"})
+    assert resp.status == 415
 
 
 def test_wrong_pin_counts_toward_the_api_lockout(node_cluster):
@@ -250,10 +278,15 @@ def test_totp_enrolment_and_escaping(node_cluster):
     # The pending seed stays the same until confirmed, and is nowhere in the database.
     assert by_id(b.go("GET", "/portal/totp")[1], "totp-secret") == secret
     new_seed = otp_ref.b32decode(secret)
-    b.submit("/portal/totp", code="000000" if totp_now(new_seed) != "000000" else "111111")
+    b.submit("/portal/totp", code="000000" if totp_now(new_seed) != "000000" else "111111",
+             current_pin="1470")
     assert by_id(b.last, "error").startswith("That code is not right.")
     assert by_id(b.last, "totp-secret") == secret
-    b.submit("/portal/totp", code=totp_now(new_seed))
+    # Confirming takes the current PIN; a wrong one keeps the pending seed.
+    b.submit("/portal/totp", code=totp_now(new_seed), current_pin="0000")
+    assert by_id(b.last, "error") == "Your current PIN is not right."
+    assert by_id(b.last, "totp-secret") == secret
+    b.submit("/portal/totp", code=totp_now(new_seed), current_pin="1470")
     assert by_id(b.last, "notice") == "Authenticator app set up.", b.last
     assert by_id(b.last, "method") == "totp"
     b.submit("/portal/signout")
@@ -278,7 +311,7 @@ def test_read_only_without_primary(node_cluster):
     b = Browser(n2)
     text = sign_in_totp(b, "rosa", "8642", seed)
     assert 'id="banner-read-only"' in text
-    for path, form in (("/portal/phone", {"phone": "+123456"}),
+    for path, form in (("/portal/phone", {"phone": "+123456", "current_pin": "8642"}),
                        ("/portal/method", {"method": "totp"}),
                        ("/portal/pin", {"current_pin": "8642", "new_pin": "1234",
                                         "new_pin2": "1234"})):
@@ -288,7 +321,7 @@ def test_read_only_without_primary(node_cluster):
         assert 'id="banner-read-only"' in text
     resp, text = b.go("GET", "/portal/totp")
     new_seed = otp_ref.b32decode(by_id(text, "totp-secret"))
-    resp, text = b.submit("/portal/totp", code=totp_now(new_seed))
+    resp, text = b.submit("/portal/totp", code=totp_now(new_seed), current_pin="8642")
     assert resp.status == 200 and by_id(text, "error") == READ_ONLY
 
 
@@ -345,3 +378,148 @@ def test_hotp_sign_in_methods_offered_and_wrong_codes_lock(node_cluster):
         b.submit("/portal/factor", code="000000" if otp_ref.hotp(seed, 1) != "000000" else "1")
     b.submit("/portal/signin", username="hank", pin="5791")
     assert "locked" in (by_id(b.last, "error") or ""), b.last
+
+
+def test_wrong_current_pins_lock_the_user(node_cluster):
+    n1, key = node_cluster.nodes[0], node_cluster.auth_key
+    seed = totp_user(n1, "clara", pin="3579")
+    b = Browser(n1)
+    sign_in_totp(b, "clara", "3579", seed)
+    for _ in range(5):
+        b.submit("/portal/pin", current_pin="0000", new_pin="1234", new_pin2="1234")
+        assert by_id(b.last, "error") == "Your current PIN is not right."
+    status, doc = n1.request("POST", "/api/v1/auth",
+                             {"username": "clara", "pin": "3579", "otp": totp_now(seed, 30)},
+                             key=key)
+    assert doc["reason"] == "locked_out", doc
+
+
+def test_users_without_a_pin_cannot_use_the_portal(node_cluster):
+    n1, key = node_cluster.nodes[0], node_cluster.auth_key
+    make_user(n1, "paula", method="sms", phone="+4917011115678")
+    sent = len(n1.sms())
+    b = Browser(n1)
+    b.go("GET", "/portal/")
+    for pin in ("", "1234", "", "", ""):
+        b.submit("/portal/signin", username="paula", pin=pin)
+        # Not found, no phone shown, no code sent: as for a wrong PIN.
+        assert by_id(b.last, "error") == "Wrong username or PIN.", b.last
+        assert "5678" not in b.last and 'id="factor"' not in b.last
+    assert len(n1.sms()) == sent
+    # Each try counted as a failure: the user is locked (the API says so too).
+    status, doc = n1.request("POST", "/api/v1/auth", {"username": "paula"}, key=key)
+    assert doc["reason"] == "locked_out", doc
+
+
+def test_start_again_ends_a_half_done_sign_in(node_cluster):
+    n1 = node_cluster.nodes[0]
+    totp_user(n1, "stan", pin="1212")
+    b = Browser(n1)
+    b.go("GET", "/portal/")
+    b.submit("/portal/signin", username="stan", pin="1212")
+    assert 'id="restart"' in b.last and 'href="/portal/"' not in b.last
+    # The sign-in page sends a half-done sign-in back to the code page ...
+    assert 'id="factor"' in b.go("GET", "/portal/")[1]
+    assert n1.status()["sessions"] == 1
+    # ... so "Start again" is a form that ends it.
+    resp, text = b.submit("/portal/restart")
+    assert 'id="signin"' in text and 'id="factor"' not in text
+    assert n1.status()["sessions"] == 0
+    assert 'id="signin"' in b.go("GET", "/portal/factor")[1]
+
+
+class TokenLock:
+    """Holds <username>'s token row locked on the primary, so the engine's
+    marking of a code as used (a primary write) waits until release()."""
+
+    def __init__(self, cluster, username):
+        self.conn = cluster.pg.primary.connect("mfa")
+        self.conn.autocommit = False
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT t.id FROM oath_tokens t JOIN users u ON u.id = t.user_id"
+                        " WHERE u.username = %s FOR UPDATE OF t", (username,))
+        self.cluster = cluster
+
+    def wait_blocked(self):
+        wait_for(lambda: self.cluster.pg.primary.query(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND pid <> pg_backend_pid()")[0][0] > 0, 15, "the code check waits on the lock")
+
+    def release(self):
+        self.conn.rollback()
+        self.conn.close()
+
+
+def post_in_background(b, path, **fields):
+    """POSTs a form without waiting; join() the thread for (resp, text)."""
+    out = {}
+    form = {"csrf": b.csrf(), **fields}
+    t = threading.Thread(target=lambda: out.update(r=b.raw("POST", path, form)))
+    t.start()
+    return t, out
+
+
+def test_a_late_answer_cannot_mix_two_sign_ins(node_cluster):
+    n1 = node_cluster.nodes[0]
+    seed_a = totp_user(n1, "alice", pin="1111")
+    totp_user(n1, "bob", pin="2222")
+    # One user per scenario below: each marks its code's step used.
+    seed_c = totp_user(n1, "carl", pin="3333")
+    seed_d = totp_user(n1, "dora", pin="4444")
+
+    # A's code is being checked (slow: held on the primary); B's username and
+    # PIN on the same session are refused until that answer is in, which
+    # signs in A, never B.
+    b = Browser(n1)
+    b.go("GET", "/portal/")
+    b.submit("/portal/signin", username="alice", pin="1111")
+    lock = TokenLock(node_cluster, "alice")
+    try:
+        t, out = post_in_background(b, "/portal/factor", code=totp_now(seed_a))
+        lock.wait_blocked()
+        resp, text = b.raw("POST", "/portal/signin",
+                           {"csrf": b.csrf(), "username": "bob", "pin": "2222"})
+        assert resp.status == 303
+        assert "still being checked" in b.go("GET", resp.getheader("Location"))[1]
+    finally:
+        lock.release()
+    t.join(20)
+    resp, _ = out["r"]
+    assert resp.status == 303 and resp.getheader("Location") == "/portal/home"
+    assert by_id(b.go("GET", "/portal/home")[1], "username") == "alice"
+
+    # "Start again" while the code is checked: the late acceptance is dropped.
+    c = Browser(n1)
+    c.go("GET", "/portal/")
+    c.submit("/portal/signin", username="carl", pin="3333")
+    lock = TokenLock(node_cluster, "carl")
+    try:
+        t, out = post_in_background(c, "/portal/factor", code=totp_now(seed_c))
+        lock.wait_blocked()
+        c.submit("/portal/restart")
+        assert 'id="signin"' in c.last
+    finally:
+        lock.release()
+    t.join(20)
+    resp, _ = out["r"]
+    assert resp.status == 303 and resp.getheader("Location") == "/portal/"
+    assert 'id="profile"' not in c.go("GET", "/portal/home")[1]
+    assert n1.status()["sessions"] == 1  # b's
+
+    # Signed out while the code is checked: the late answer sets no cookie
+    # (it would replace the new session's).
+    d = Browser(n1)
+    d.go("GET", "/portal/")
+    d.submit("/portal/signin", username="dora", pin="4444")
+    lock = TokenLock(node_cluster, "dora")
+    try:
+        t, out = post_in_background(d, "/portal/factor", code=totp_now(seed_d))
+        lock.wait_blocked()
+        d.submit("/portal/signout")
+        fresh = d.sid
+    finally:
+        lock.release()
+    t.join(20)
+    resp, _ = out["r"]
+    assert resp.status == 303 and resp.getheader("Set-Cookie") is None
+    assert d.sid == fresh

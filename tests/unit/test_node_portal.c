@@ -1,7 +1,9 @@
 /*
  * The user portal's pieces that need no network (node/portal_priv.h): HTML
  * escaping, the form body parser's decoding and bounds, the session store's
- * timeouts, eviction, id rotation and active count, and the CSRF check.
+ * timeouts, eviction (anonymous first, half-done sign-ins last), id
+ * rotation, generations and active count, the CSRF check, and which peers
+ * X-Forwarded-* headers are believed from (portal_page.h).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,7 +15,9 @@
 
 #include <cmocka.h>
 
+#include "appconf.h"
 #include "ids.h"
+#include "portal_page.h"
 #include "portal_priv.h"
 
 #define T0 1000000ULL
@@ -277,6 +281,123 @@ static void test_session_eviction(void **state)
     portal_store_free(st);
 }
 
+static void test_session_eviction_order(void **state)
+{
+    struct portal_store *st = portal_store_new("n1");
+    struct portal_session *w = new_session(st, T0), *a1 = new_session(st, T0 + 1),
+                          *a2 = new_session(st, T0 + 2), *x, *y;
+    char w_id[ID_MAX], a1_id[ID_MAX], a2_id[ID_MAX];
+
+    (void)state;
+    strcpy(w_id, w->id);
+    strcpy(a1_id, a1->id);
+    strcpy(a2_id, a2->id);
+    portal_session_set_state(st, w, PORTAL_WAIT_CODE);
+    w->stage_ms = T0;
+    /* A flood of sign-in pages pushes out the anonymous ones, never the code page first. */
+    x = new_session(st, T0 + 3);
+    assert_null(portal_session_get(st, a1_id, &lim, T0 + 4));
+    assert_non_null(portal_session_get(st, w_id, &lim, T0 + 4));
+    y = new_session(st, T0 + 5);
+    assert_null(portal_session_get(st, a2_id, &lim, T0 + 6));
+    assert_non_null(portal_session_get(st, w_id, &lim, T0 + 6));
+    /* Only when no anonymous one is left does the half-done sign-in go. */
+    sign_in(st, x, T0);
+    sign_in(st, y, T0);
+    new_session(st, T0 + 7);
+    assert_null(portal_session_get(st, w_id, &lim, T0 + 8));
+    assert_int_equal(portal_store_count(st), 3);
+    assert_int_equal(portal_store_active(st), 2);
+    portal_store_free(st);
+}
+
+static void test_session_expiry_only_when_full(void **state)
+{
+    struct portal_store *st = portal_store_new("n1");
+    struct portal_session *s = new_session(st, T0), *in = new_session(st, T0);
+
+    (void)state;
+    (void)s;
+    sign_in(st, in, T0);
+    /* Room left: no sweep of the whole store (the tick does that). */
+    new_session(st, T0 + lim.signin_ms);
+    assert_int_equal(portal_store_count(st), 3);
+    /* Full: what expired goes before anyone is pushed out or turned away. */
+    sign_in(st, new_session(st, T0 + lim.signin_ms + 1), T0);
+    assert_int_equal(portal_store_count(st), 3);
+    assert_int_equal(portal_store_active(st), 2);
+    portal_store_free(st);
+}
+
+static void test_session_generations(void **state)
+{
+    struct portal_store *st = portal_store_new("n1");
+    struct portal_session *s = new_session(st, T0);
+    uint64_t gen = s->gen;
+
+    (void)state;
+    /* Every change of state makes answers asked for before it stale. */
+    portal_session_set_state(st, s, PORTAL_WAIT_SMS);
+    assert_true(s->gen > gen);
+    gen = s->gen;
+    portal_session_set_state(st, s, PORTAL_ANON);
+    assert_true(s->gen > gen);
+    assert_int_equal(portal_store_active(st), 0);
+    /* Rotating a half-done sign-in keeps it active, once. */
+    portal_session_set_state(st, s, PORTAL_WAIT_CODE);
+    assert_int_equal(portal_session_rotate(st, s), 0);
+    assert_int_equal(portal_store_active(st), 1);
+    portal_session_end(st, s);
+    assert_int_equal(portal_store_active(st), 0);
+    portal_store_free(st);
+}
+
+static void test_forwarded_trust(void **state)
+{
+    char id1[] = "n1", id2[] = "n2", addr1[] = "192.0.2.10", addr2[] = "2001:db8::2";
+    struct member_conf members[] = {
+        { .id = id1, .address = addr1 },
+        { .id = id2, .address = addr2 },
+    };
+    struct appconf c = { 0 };
+    char ip[64];
+
+    (void)state;
+    c.cluster.members = members;
+    c.cluster.nmembers = MFA_ARRAY_LEN(members);
+    /* Loopback (this host's HAProxy) and the members, also as IPv4-mapped IPv6. */
+    assert_true(portal_peer_trusted(&c, "127.0.0.1"));
+    assert_true(portal_peer_trusted(&c, "127.3.2.1"));
+    assert_true(portal_peer_trusted(&c, "::1"));
+    assert_true(portal_peer_trusted(&c, "::ffff:127.0.0.1"));
+    assert_true(portal_peer_trusted(&c, "192.0.2.10"));
+    assert_true(portal_peer_trusted(&c, "::ffff:192.0.2.10"));
+    assert_true(portal_peer_trusted(&c, "2001:db8::2"));
+    /* Anyone else, and what is not an address, is not believed. */
+    assert_false(portal_peer_trusted(&c, "192.0.2.11"));
+    assert_false(portal_peer_trusted(&c, "::ffff:192.0.2.11"));
+    assert_false(portal_peer_trusted(&c, "2001:db8::3"));
+    assert_false(portal_peer_trusted(&c, "localhost"));
+    assert_false(portal_peer_trusted(&c, ""));
+
+    /* Trusted: the last entry (HAProxy's); else the peer. */
+    portal_forwarded_for("127.0.0.1", "203.0.113.9, 198.51.100.4", true, ip, sizeof(ip));
+    assert_string_equal(ip, "198.51.100.4");
+    portal_forwarded_for("192.0.2.99", "198.51.100.4", false, ip, sizeof(ip));
+    assert_string_equal(ip, "192.0.2.99");
+    portal_forwarded_for("127.0.0.1", "not-an-address", true, ip, sizeof(ip));
+    assert_string_equal(ip, "127.0.0.1");
+    portal_forwarded_for("127.0.0.1", NULL, true, ip, sizeof(ip));
+    assert_string_equal(ip, "127.0.0.1");
+    /* One spelling of an IPv4 client, from the header or the socket. */
+    portal_forwarded_for("127.0.0.1", "::ffff:198.51.100.4", true, ip, sizeof(ip));
+    assert_string_equal(ip, "198.51.100.4");
+    portal_forwarded_for("::ffff:192.0.2.99", NULL, false, ip, sizeof(ip));
+    assert_string_equal(ip, "192.0.2.99");
+    portal_forwarded_for("127.0.0.1", "2001:db8::7", true, ip, sizeof(ip));
+    assert_string_equal(ip, "2001:db8::7");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -287,6 +408,10 @@ int main(void)
         cmocka_unit_test(test_session_ids_and_csrf),
         cmocka_unit_test(test_session_timeouts),
         cmocka_unit_test(test_session_eviction),
+        cmocka_unit_test(test_session_eviction_order),
+        cmocka_unit_test(test_session_expiry_only_when_full),
+        cmocka_unit_test(test_session_generations),
+        cmocka_unit_test(test_forwarded_trust),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
