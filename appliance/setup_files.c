@@ -300,12 +300,32 @@ int setup_edit_conf(const char *path, const char *const *paths, char *const *val
     return 0;
 }
 
-/* A quoted libconfig string of <s> (ids, names, addresses: nothing to escape). */
+/*
+ * A quoted libconfig string of <s>, with '"' and '\\' escaped; NULL for a
+ * control character (none belongs in a name, an id or an address) or out of
+ * memory. What a member sent goes through here: whatever it holds stays one
+ * string.
+ */
 char *setup_quoted(const char *s)
 {
-    char *q;
+    size_t len = strlen(s), j = 0;
+    char *q = malloc(2 * len + 3);
 
-    return asprintf(&q, "\"%s\"", s) < 0 ? NULL : q;
+    if (!q)
+        return NULL;
+    q[j++] = '"';
+    for (size_t i = 0; i < len; i++) {
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
+            free(q);
+            return NULL;
+        }
+        if (s[i] == '"' || s[i] == '\\')
+            q[j++] = '\\';
+        q[j++] = s[i];
+    }
+    q[j++] = '"';
+    q[j] = '\0';
+    return q;
 }
 
 /* ---- starting the units and waiting ---- */

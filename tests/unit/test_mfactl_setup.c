@@ -18,6 +18,7 @@
 
 #include "appconf.h"
 #include "setup.h"
+#include "setup_priv.h"
 
 /* Parses the words of <line> (space-separated) after "setup". */
 static int parse(const char *line, struct setup_args *a, char **err)
@@ -212,6 +213,22 @@ static void test_members_text_and_default(void **state)
 }
 
 /* setup prints one line a step: --json is refused (exit 2) before anything is read. */
+/* What a member sends stays one libconfig string, whatever it holds. */
+static void test_quoted(void **state)
+{
+    char *q;
+
+    (void)state;
+    q = setup_quoted("corp-mfa");
+    assert_string_equal(q, "\"corp-mfa\"");
+    free(q);
+    q = setup_quoted("a\"; x = \"1\\");
+    assert_string_equal(q, "\"a\\\"; x = \\\"1\\\\\"");
+    free(q);
+    assert_null(setup_quoted("line\nbreak"));
+    assert_null(setup_quoted("bell\a"));
+}
+
 static void test_json_refused(void **state)
 {
     char words[] = "setup --primary --cluster c --id n1 --address 10.0.0.1", *argv[9];
@@ -233,6 +250,7 @@ int main(void)
         cmocka_unit_test(test_replace_keeps_everything_else),
         cmocka_unit_test(test_replace_refuses),
         cmocka_unit_test(test_members_text_and_default),
+        cmocka_unit_test(test_quoted),
         cmocka_unit_test(test_json_refused),
     };
 
