@@ -1,7 +1,8 @@
 """The local demo cluster (./appliance/demo): three members on 127.0.0.1,
 each with mfa-replicator (and its PostgreSQL), mfa-node, and mfa-balancer
-with HAProxy on n1, built from this checkout, with the file SMS provider, a
-demo user and API keys. Standard library only.
+with HAProxy on n3 (a standby, so the front door outlives the primary's
+death in the printed failover), built from this checkout, with the file SMS
+provider, a demo user and API keys. Standard library only.
 
   demo.py up BUILD_DIR      start it (or say where it runs when it does)
   demo.py stop              stop everything it started, by pid
@@ -22,6 +23,7 @@ DEMO_DIR = os.path.abspath(os.environ.get("MFA_DEMO_DIR", os.path.join(TOP, ".de
 STATE = os.path.join(DEMO_DIR, "state.json")
 INFO = os.path.join(DEMO_DIR, "cluster.json")
 DEMO_USER = {"username": "demo", "pin": "1234", "phone": "+15550100"}
+BALANCER = "n3"  # the member that runs mfa-balancer and HAProxy
 
 
 def running():
@@ -60,7 +62,7 @@ def describe(c, keys):
         "members": [{"id": m.id, "node_url": f"http://127.0.0.1:{m.ports['node']}",
                      "replicator_url": f"https://127.0.0.1:{m.ports['replicator']}",
                      "pg_port": m.ports["postgres"], "pgdata": m.pgdata,
-                     "logs": m.dir} for m in c.members],
+                     "logs": m.dir, "config": m.conf} for m in c.members],
     }
     fd = os.open(INFO + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -71,34 +73,42 @@ def describe(c, keys):
 
 def tell(info):
     m, r = info["mfactl"], info["radius"]
+    out = os.path.dirname(info["members"][0]["logs"])
+    demo = os.path.join(TOP, "appliance", "demo")
+    env = f"MFA_DEMO_DIR={DEMO_DIR} " if "MFA_DEMO_DIR" in os.environ else ""
+    code = ("python3 -c 'import json,sys; print(json.loads(sys.stdin.readlines()[-1])"
+            "[\"text\"].split()[0])' <")
     print(f"""
 MFA Appliance demo cluster: 3 members on 127.0.0.1 ({INFO} has it all as JSON)
+n1 is the primary, n2 and n3 stream from it; HAProxy and the RADIUS front run on {BALANCER}.
 
   API (HTTPS, HAProxy)   {info['api_url']}   (CA: {info['ca']})
   user portal            {info['portal_url']}   (demo / PIN 1234, then the SMS code)
   health page            {info['health_url']}
   HAProxy stats          {info['stats_url']}  (admin / {info['stats_password']})
-  SMS outboxes           {info['members'][0]['logs']}/sms-outbox.jsonl and n2, n3
+  SMS outboxes           {out}/<node>/sms-outbox.jsonl (one per node)
 
 Try:
   curl --cacert {info['ca']} -H 'Authorization: Bearer {info['auth_api_key']}' \\
        -H 'Content-Type: application/json' \\
        -d '{{"username": "demo", "pin": "1234"}}' {info['api_url']}/api/v1/auth
-      # the code is in the "text" of the last line of the SMS outbox of the node the
-      # challenge id starts with (.demo/cluster/<node>/sms-outbox.jsonl); then
+      # the code went to the node the challenge id starts with (n1-..., n2-..., n3-...):
+      #   {code} {out}/n1/sms-outbox.jsonl
   curl --cacert {info['ca']} -H 'Authorization: Bearer {info['auth_api_key']}' \\
        -H 'Content-Type: application/json' -d '{{"otp": "<code>"}}' \\
        {info['api_url']}/api/v1/challenges/<challenge_id>/verify
   printf 'User-Name = "demo"\\nUser-Password = "1234"\\nMessage-Authenticator = 0x00\\n' |
     radclient -x 127.0.0.1:{r['port']} auth '{r['secret']}'
-      # Access-Challenge with a State; the code is in that node's SMS outbox; then
+      # an Access-Challenge (radclient says it expected an Accept: that is fine); its State
+      # is the challenge id in hex (0x6e31... is "n1-..."): the code is in that node's outbox
   printf 'User-Name = "demo"\\nUser-Password = "<code>"\\nState = <State>\\nMessage-Authenticator = 0x00\\n' |
     radclient -x 127.0.0.1:{r['port']} auth '{r['secret']}'
   {m} -c {info['config']} status
-  {m} -c {info['config']} apikey create my-app --scope auth   # another API key
-  ./appliance/demo kill n1 && {m} -c {info['config']} failover --to n2
-  ./appliance/demo start n1          # it rejoins as a standby
-  ./appliance/demo stop
+  {m} -c {info['members'][0]['config']} apikey create my-app --scope auth   # on the primary, n1
+  {env}{demo} kill n1 && {m} -c {info['config']} failover --to n2
+      # n1 died: n2 takes writes, sign-ins go on through the same API, portal and RADIUS
+  {env}{demo} start n1          # it rejoins as a standby of n2
+  {env}{demo} stop              # stops everything; the next start makes a new cluster
 """)
 
 
@@ -113,12 +123,16 @@ def up(build_dir):
     base = os.path.join(DEMO_DIR, "cluster")
     shutil.rmtree(base, ignore_errors=True)
     os.makedirs(DEMO_DIR, exist_ok=True)
-    c = Cluster(base, build_dir, members=3, balancers=["n1"], fence_after=10)
+    # The balancer on n3: the printed failover kills n1 (the primary), and the
+    # front door must outlive it. SMS limits above the production default of
+    # 5 per user and hour: trying the printed commands twice would hit it.
+    c = Cluster(base, build_dir, members=3, balancers=[BALANCER], fence_after=10,
+                sms_conf="per_user_per_hour = 100; per_phone_per_hour = 100;")
     c.create()
     c.start(timeout=180)
     c.save(STATE)
     keys = {"admin": new_key(c, "demo-admin", "admin"), "auth": new_key(c, "demo-auth", "auth")}
-    lb = c.by_id["n1"]
+    lb = c.by_id[BALANCER]
     # Nodes read new keys within a second: wait until every node knows both.
     for m in c.data_members():
         wait_for(lambda m=m: m.node("GET", "/api/v1/users?limit=1", key=keys["admin"])[0] == 200,

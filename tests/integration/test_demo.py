@@ -1,7 +1,9 @@
 """./appliance/demo's cluster (appliance/demo.py on the test build): it
 starts, writes cluster.json with the keys DESIGN §9 names, serves an SMS
-sign-in through HAProxy with its demo user, survives being run twice, kills
-and restarts a member, and stops everything it started."""
+sign-in through HAProxy with its demo user and one with radclient as printed,
+survives being run twice, runs the printed failover (kill n1, failover to
+n2) after which sign-ins and writes go on through the same front door and
+n1 comes back as a standby, and stops everything it started."""
 
 import json
 import os
@@ -43,7 +45,8 @@ def test_demo_cluster_end_to_end():
         assert all(k in info["members"][0] for k in ("id", "node_url", "replicator_url",
                                                       "pg_port", "pgdata"))
         c = Cluster.load(os.path.join(d, "state.json"))
-        lb = c.by_id["n1"]
+        lb = next(m for m in c.members if m.balancer)
+        assert lb.id != c.primary().id, "the front door must outlive the primary"
         user = info["demo_user"]
         st, doc = lb.api("POST", "/api/v1/auth", {"username": user["username"],
                                                   "pin": user["pin"]}, key=info["auth_api_key"])
@@ -73,15 +76,46 @@ def test_demo_cluster_end_to_end():
         # Twice is safe: the second run finds it running.
         p = demo(env, "up", build)
         assert p.returncode == 0 and "already running" in p.stdout
-        # A member dies and comes back as a standby.
-        assert demo(env, "kill", "n3").returncode == 0
-        assert not c.by_id["n3"].postgres_pids()
-        assert demo(env, "start", "n3").returncode == 0
+        # The printed failover, as printed: n1 (the primary) dies, n2 is promoted.
+        fail = [line.strip() for line in lines if " kill n1 && " in line]
+        assert len(fail) == 1 and fail[0].endswith("failover --to n2"), p.stdout
+        f = subprocess.run(["bash", "-c", fail[0]], capture_output=True, text=True, timeout=120)
+        assert f.returncode == 0, f.stdout + f.stderr
+        assert not c.by_id["n1"].postgres_pids()
+        # ... after which the same front door signs users in and takes writes.
+        st, doc = lb.api("POST", "/api/v1/auth", {"username": user["username"],
+                                                  "pin": user["pin"]}, key=info["auth_api_key"])
+        assert st == 200 and doc["result"] == "challenge", doc
+        node = c.by_id[doc["challenge_id"].split("-", 1)[0]]
+        assert node.id != "n1"
+        text = [m for m in node.sms() if m["to"] == user["phone"]][-1]["text"]
+        st, doc = lb.api("POST", f"/api/v1/challenges/{doc['challenge_id']}/verify",
+                         {"otp": re.match(r"(\d{6})\b", text).group(1)},
+                         key=info["auth_api_key"])
+        assert (st, doc["result"]) == (200, "accepted"), doc
+        st, doc = lb.api("POST", "/api/v1/users", {"username": "after-failover",
+                                                   "method": "totp"}, key=info["admin_api_key"])
+        assert st == 201, doc
+        # The printed start brings n1 back as a standby of n2.
+        start = [line.strip().split("#")[0].strip() for line in lines
+                 if line.strip().split("#")[0].strip().endswith(" start n1")]
+        assert len(start) == 1, p.stdout
+        assert subprocess.run(["bash", "-c", start[0]], timeout=60).returncode == 0
         c = Cluster.load(os.path.join(d, "state.json"))
-        c.wait_healthy(60)
-        rc = subprocess.run([info["mfactl"], "-c", info["config"], "status"],
-                            capture_output=True, text=True, timeout=30)
-        assert rc.returncode == 0 and "streaming" in rc.stdout
+
+        def n1_standby():
+            rc = subprocess.run([info["mfactl"], "-c", info["config"], "status", "--json"],
+                                capture_output=True, text=True, timeout=30)
+            members = {m["id"]: m for m in json.loads(rc.stdout)["members"]}
+            return (members["n1"]["role"] == "standby" and members["n1"]["upstream"] == "n2"
+                    and members["n2"]["role"] == "primary")
+        deadline = time.monotonic() + 90
+        while not n1_standby():
+            assert time.monotonic() < deadline, "n1 did not come back as a standby of n2"
+            time.sleep(0.5)
+        st, doc = c.by_id["n1"].node("GET", "/api/v1/users/after-failover",
+                                     key=info["admin_api_key"])
+        assert st == 200, doc
         pids = [p.pid for m in c.members for p in m.procs.values()]
         pids += [p for m in c.members for p in m.postgres_pids() + m.haproxy_pids()]
         assert demo(env, "stop").returncode == 0
