@@ -19,9 +19,9 @@ import tempfile
 
 import pytest
 
+from debpkg import build_deb
 from pgcluster import run_as_user
 
-SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PKG = "mfa-appliance"
 DAEMONS = ("mfa-node", "mfa-replicator", "mfa-balancer")
 PROGRAMS = DAEMONS + ("mfactl",)
@@ -56,17 +56,7 @@ def purge():
 @pytest.fixture(scope="module")
 def deb(build_dir):
     """Builds the .deb from a Release build of this tree; returns its path."""
-    out = os.path.join(build_dir, "pkg-release")
-    run(["cmake", "-S", SRC, "-B", out, "-DCMAKE_BUILD_TYPE=Release", "-DSANITIZE=OFF",
-         "-DBUILD_TESTING=OFF"])
-    run(["cmake", "--build", out, "-j2"], timeout=600)
-    for old in os.listdir(out):
-        if old.endswith(".deb"):
-            os.unlink(os.path.join(out, old))
-    run(["cpack", "-G", "DEB"], cwd=out)
-    debs = [f for f in os.listdir(out) if f.endswith(".deb")]
-    assert len(debs) == 1, debs
-    return os.path.join(out, debs[0])
+    return build_deb(build_dir)
 
 
 @pytest.fixture(scope="module")
