@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "b64.h"
 #include "errmsg.h"
 
 #define LSN_PART_MAX 8 /* hex digits per half, as PostgreSQL's pg_lsn_in */
@@ -26,17 +27,6 @@ static const char *const role_names[] = {
 
 /* ---- LSNs, sizes, roles ------------------------------------------------ */
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Parses 1..8 hex digits at *s up to <stop>; advances *s. */
 static int parse_half(const char **s, char stop, uint32_t *out)
 {
@@ -44,7 +34,7 @@ static int parse_half(const char **s, char stop, uint32_t *out)
     int n = 0, d;
 
     while (**s != stop) {
-        d = hex_digit(**s);
+        d = b16_digit(**s);
         if (d < 0 || ++n > LSN_PART_MAX)
             return -1;
         v = v << 4 | (uint32_t)d;

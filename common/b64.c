@@ -216,3 +216,14 @@ int b32_decode(const char *in, size_t inlen, unsigned char *out, size_t outsz, s
     *outlen = o;
     return 0;
 }
+
+int b16_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}

@@ -1,7 +1,7 @@
 /*
- * RFC 4648 encodings: standard base64 (padded), base64url (unpadded) and
+ * RFC 4648 encodings: standard base64 (padded), base64url (unpadded),
  * base32 (encoded unpadded; decoded leniently, because users type TOTP
- * secrets by hand).
+ * secrets by hand) and the digits of base16.
  *
  * Every function takes the size of its output buffer and fails rather than
  * writing past it; encoders always NUL-terminate. Decoders take the input
@@ -69,5 +69,8 @@ int b32_encode(const void *in, size_t inlen, char *out, size_t outsz) MFA_MUSTCH
  */
 int b32_decode(const char *in, size_t inlen, unsigned char *out, size_t outsz,
                size_t *outlen) MFA_MUSTCHECK;
+
+/* The value of base16 digit <c> (either case), or -1 when it is none. */
+int b16_digit(char c);
 
 #endif

@@ -6,20 +6,10 @@
  */
 #include <string.h>
 
+#include "b64.h"
 #include "errmsg.h"
 #include "portal_priv.h"
 #include "secrets.h"
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /*
  * Decodes <len> bytes at <in> into <out> of <size> (NUL added): '+' is a
@@ -36,8 +26,8 @@ static long decode(const char *in, size_t len, char *out, size_t size)
         if (c == '+') {
             c = ' ';
         } else if (c == '%') {
-            int hi = len - i > 2 ? hex_value(in[i + 1]) : -1;
-            int lo = len - i > 2 ? hex_value(in[i + 2]) : -1;
+            int hi = len - i > 2 ? b16_digit(in[i + 1]) : -1;
+            int lo = len - i > 2 ? b16_digit(in[i + 2]) : -1;
 
             if (hi < 0 || lo < 0)
                 return -1;

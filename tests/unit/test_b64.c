@@ -189,6 +189,18 @@ static void test_buffer_sizes(void **state)
     assert_int_equal(B32_DECODED_MAX(16), 10);
 }
 
+static void test_b16_digit(void **state)
+{
+    (void)state;
+    assert_int_equal(b16_digit('0'), 0);
+    assert_int_equal(b16_digit('9'), 9);
+    assert_int_equal(b16_digit('a'), 10);
+    assert_int_equal(b16_digit('F'), 15);
+    assert_int_equal(b16_digit('g'), -1);
+    assert_int_equal(b16_digit('\0'), -1);
+    assert_int_equal(b16_digit('/'), -1);
+}
+
 static void test_random_roundtrip(void **state)
 {
     unsigned char raw[67], dec[67];
@@ -222,6 +234,7 @@ int main(void)
         cmocka_unit_test(test_b32_typed),    cmocka_unit_test(test_b32_invalid),
         cmocka_unit_test(test_b64_invalid),  cmocka_unit_test(test_b64url),
         cmocka_unit_test(test_buffer_sizes), cmocka_unit_test(test_random_roundtrip),
+        cmocka_unit_test(test_b16_digit),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
