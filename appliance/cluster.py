@@ -1,6 +1,8 @@
 """The cluster launcher: N members of an MFA Appliance cluster on one host,
 each with its own configuration, certificates, key file and ports on
-127.0.0.1, running mfa-replicator (which runs PostgreSQL) and mfa-node.
+127.0.0.1 (or on an address of its own, <addresses>: then its node speaks
+TLS, as between real hosts), running mfa-replicator (which runs PostgreSQL)
+and mfa-node.
 
 The integration tests and ./appliance/demo both use it. It can start, stop,
 kill (SIGKILL: a host that died), freeze (SIGSTOP: a host that stops
@@ -15,6 +17,7 @@ import base64
 import hashlib
 import hmac
 import http.client
+import ipaddress
 import json
 import os
 import pwd
@@ -162,10 +165,11 @@ def db_password(pepper, role):
 class Member:
     """One appliance: its files, ports and processes."""
 
-    def __init__(self, cluster, member_id, ports):
+    def __init__(self, cluster, member_id, ports, address="127.0.0.1"):
         self.cluster = cluster
         self.id = member_id
         self.ports = ports
+        self.address = address
         self.dir = os.path.join(cluster.base, member_id)
         self.conf = os.path.join(self.dir, "appliance.conf")
         self.pgdata = os.path.join(self.dir, "pgdata")
@@ -302,7 +306,7 @@ class Member:
 
     def replicator(self, method="GET", path="/status", body=None, timeout=5):
         """A request to this member's replicator over mutual TLS: (status, JSON)."""
-        conn = http.client.HTTPSConnection("127.0.0.1", self.ports["replicator"],
+        conn = http.client.HTTPSConnection(self.address, self.ports["replicator"],
                                            timeout=timeout, context=self.cluster.tls_context())
         try:
             data = json.dumps(body) if body is not None else None
@@ -316,20 +320,30 @@ class Member:
     def status(self):
         return self.replicator()[1]
 
+    def node_tls(self):
+        """True when this member's node speaks TLS (its address is not loopback)."""
+        return not ipaddress.ip_address(self.address).is_loopback
+
     def node(self, method, path, body=None, key=None, timeout=10):
-        """A request to this member's mfa-node: (status, JSON or bytes)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.ports["node"], timeout=timeout)
+        """A request to this member's mfa-node: (status, JSON or bytes). Over
+        mutual TLS (the operator's certificate) when the node speaks TLS."""
+        if self.node_tls():
+            conn = http.client.HTTPSConnection(self.address, self.ports["node"],
+                                               timeout=timeout,
+                                               context=self.cluster.tls_context())
+        else:
+            conn = http.client.HTTPConnection(self.address, self.ports["node"], timeout=timeout)
         return _request(conn, method, path, body, key)
 
     def api(self, method, path, body=None, key=None, timeout=10, cookie=None):
         """A request through this member's HAProxy (TLS): (status, JSON or bytes)."""
-        conn = http.client.HTTPSConnection("127.0.0.1", self.ports["api"], timeout=timeout,
+        conn = http.client.HTTPSConnection(self.address, self.ports["api"], timeout=timeout,
                                            context=self.cluster.tls_context())
         return _request(conn, method, path, body, key, cookie)
 
     def balancer_api(self, method="GET", path="/status", body=None, timeout=5):
         """A request to this member's balancer control API over mutual TLS."""
-        conn = http.client.HTTPSConnection("127.0.0.1", self.ports["balancer_control"],
+        conn = http.client.HTTPSConnection(self.address, self.ports["balancer_control"],
                                            timeout=timeout, context=self.cluster.tls_context())
         try:
             data = json.dumps(body) if body is not None else None
@@ -341,7 +355,7 @@ class Member:
             conn.close()
 
     def health(self, path="/cluster.json", timeout=5):
-        conn = http.client.HTTPConnection("127.0.0.1", self.ports["health"], timeout=timeout)
+        conn = http.client.HTTPConnection(self.address, self.ports["health"], timeout=timeout)
         try:
             conn.request("GET", path)
             resp = conn.getresponse()
@@ -353,17 +367,18 @@ class Member:
     def dsn(self, dbname="mfa"):
         """libpq keywords for the node's role on this member's PostgreSQL."""
         c = self.cluster
-        return (f"host=127.0.0.1 port={self.ports['postgres']} dbname={dbname} "
+        return (f"host={self.address} port={self.ports['postgres']} dbname={dbname} "
                 f"user=mfa password={c.db_password('mfa')} sslmode=verify-ca "
                 f"sslrootcert={c.ca} connect_timeout=2")
 
 
 class Cluster:
-    """Members n1..nN on 127.0.0.1 under <base>."""
+    """Members n1..nN under <base>, on 127.0.0.1 or on <addresses> (one
+    numeric address per member, each already on this host)."""
 
     def __init__(self, base, build_dir, members=3, name="demo", user="mfa", fence_after=2,
                  with_nodes=True, node_conf="", replicator_conf="", witnesses=(),
-                 balancers=(), sms_conf="", ports=None, radius_conf=""):
+                 balancers=(), sms_conf="", ports=None, radius_conf="", addresses=None):
         self.base = base
         self.build_dir = build_dir
         self.name = name
@@ -386,7 +401,8 @@ class Cluster:
             mports = (ports[i] if ports else
                       dict(zip(PORT_KEYS, free_ports(len(PORT_KEYS), taken))))
             taken.update(mports.values())
-            self.members.append(Member(self, f"n{i + 1}", mports))
+            self.members.append(Member(self, f"n{i + 1}", mports,
+                                       addresses[i] if addresses else "127.0.0.1"))
         self.by_id = {m.id: m for m in self.members}
         for w in witnesses:  # voters without PostgreSQL or a node
             self.by_id[w].witness = True
@@ -401,7 +417,8 @@ class Cluster:
             "sms_conf": self.sms_conf, "stats_password": self.stats_password,
             "radius_conf": self.radius_conf, "radius_secret": self.radius_secret,
             "pepper": base64.b64encode(self.pepper).decode(),
-            "members": [{"id": m.id, "ports": m.ports, "witness": m.witness,
+            "members": [{"id": m.id, "ports": m.ports, "address": m.address,
+                         "witness": m.witness,
                          "balancer": m.balancer,
                          "pids": {n: p.pid for n, p in m.procs.items() if p.poll() is None}}
                         for m in self.members],
@@ -420,6 +437,7 @@ class Cluster:
                 fence_after=st["fence_after"], with_nodes=st["with_nodes"],
                 sms_conf=st["sms_conf"], ports=[m["ports"] for m in st["members"]],
                 radius_conf=st.get("radius_conf", ""),
+                addresses=[m.get("address", "127.0.0.1") for m in st["members"]],
                 witnesses=[m["id"] for m in st["members"] if m["witness"]],
                 balancers=[m["id"] for m in st["members"] if m["balancer"]])
         c.stats_password = st["stats_password"]
@@ -475,7 +493,7 @@ class Cluster:
             os.makedirs(os.path.join(m.dir, "run"), exist_ok=True)
             os.makedirs(os.path.join(m.dir, "pki"), exist_ok=True)
             subprocess.run([mfactl, "pki", "issue", "--dir", pki, "--name", m.id, "--ip",
-                            "127.0.0.1", "--out", os.path.join(m.dir, "pki", "member")]
+                            m.address, "--out", os.path.join(m.dir, "pki", "member")]
                            + (["--owner", self.user] if os.geteuid() == 0 else []),
                            check=True, capture_output=True, text=True)
             kf = os.path.join(m.dir, "keys.conf")
@@ -490,7 +508,7 @@ class Cluster:
 
     def conf_text(self, m):
         members = ",\n    ".join(
-            f'{{ id = "{x.id}"; address = "127.0.0.1"; ports = {{ '
+            f'{{ id = "{x.id}"; address = "{x.address}"; ports = {{ '
             + " ".join(f"{k} = {v};" for k, v in x.ports.items()) + " }; }"
             for x in self.members)
         return f"""# Member {m.id} of the "{self.name}" cluster, written by appliance/cluster.py.

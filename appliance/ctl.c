@@ -20,6 +20,7 @@
 #include "clock.h"
 #include "errmsg.h"
 #include "httpclient.h"
+#include "netaddr.h"
 
 #define SAFETY_MARGIN_MS 2000 /* the loop's deadline past the longest request's */
 #define DETAIL_MAX       160  /* characters of a non-JSON error body quoted */
@@ -27,8 +28,8 @@
 struct ctl {
     struct appconf conf;
     struct event_base *base;
-    struct httpclient *tls;   /* replicators and balancers: mutual TLS, https only */
-    struct httpclient *plain; /* nodes' /ready and /status */
+    struct httpclient *tls;   /* replicators, balancers, nodes off loopback: mutual TLS */
+    struct httpclient *plain; /* nodes on loopback: /ready and /status */
     struct event *sig_int, *sig_term, *sig_hup;
     struct event *timer; /* the one timer: a wait's deadline or a sleep */
     bool timer_fired;
@@ -255,6 +256,20 @@ static void member_url(const struct member_conf *m, const char *scheme, int port
 }
 
 /*
+ * The client for member <m>'s node, and in *scheme how to reach it: a node
+ * speaks TLS with client certificates unless it listens on loopback
+ * (node/main.c). The client may be NULL (see run()'s safety timer).
+ */
+static struct httpclient *node_client(struct ctl *c, const struct member_conf *m,
+                                      const char **scheme)
+{
+    bool tls = !netaddr_is_loopback(m->address);
+
+    *scheme = tls ? "https" : "http";
+    return tls ? c->tls : c->plain;
+}
+
+/*
  * Describes a non-2xx answer: "HTTP 409 not_standby: <detail>", or with the
  * start of a body that is not the API's error object.
  */
@@ -319,6 +334,8 @@ size_t ctl_fetch(struct ctl *c, struct plan_member *out, const bool *want, bool 
     for (size_t i = 0; i < n; i++) {
         const struct member_conf *m = &c->conf.cluster.members[i];
         struct fetch_slot *st = &slots[2 * i], *rd = &slots[2 * i + 1];
+        struct httpclient *node;
+        const char *scheme;
 
         if (want && !want[i])
             continue;
@@ -337,9 +354,10 @@ size_t ctl_fetch(struct ctl *c, struct plan_member *out, const bool *want, bool 
         mfa_free(err);
         if (!ready)
             continue;
-        member_url(m, "http", m->ports.node, "/ready", url, sizeof(url));
-        if (c->plain && httpclient_request(c->plain, "GET", url, NULL, NULL, 0,
-                                           CTL_STATUS_TIMEOUT_MS, on_ready, rd, &err) == 0)
+        node = node_client(c, m, &scheme);
+        member_url(m, scheme, m->ports.node, "/ready", url, sizeof(url));
+        if (node && httpclient_request(node, "GET", url, NULL, NULL, 0, CTL_STATUS_TIMEOUT_MS,
+                                       on_ready, rd, &err) == 0)
             w.pending++;
         mfa_free(err);
     }
@@ -390,7 +408,8 @@ void ctl_call_all(struct ctl *c, struct ctl_call *calls, size_t n)
     for (size_t i = 0; i < n; i++) {
         struct ctl_call *k = &calls[i];
         const struct member_conf *m = &c->conf.cluster.members[k->idx];
-        struct httpclient *client = k->api == CTL_API_NODE ? c->plain : c->tls;
+        const char *scheme = "https";
+        struct httpclient *client = k->api == CTL_API_NODE ? node_client(c, m, &scheme) : c->tls;
         int port = k->api == CTL_API_NODE       ? m->ports.node
                    : k->api == CTL_API_BALANCER ? m->ports.balancer_control
                                                 : m->ports.replicator;
@@ -401,7 +420,7 @@ void ctl_call_all(struct ctl *c, struct ctl_call *calls, size_t n)
             continue;
         }
         slots[i] = (struct post_slot){ &w, &k->reply };
-        member_url(m, k->api == CTL_API_NODE ? "http" : "https", port, k->path, url, sizeof(url));
+        member_url(m, scheme, port, k->path, url, sizeof(url));
         if (!client || httpclient_json(client, k->method, url, k->body, k->timeout_ms, on_post,
                                        &slots[i], &err) < 0) {
             k->reply.error = err ? err : strdup("no HTTP client");

@@ -74,7 +74,8 @@ bool ctl_interrupted(const struct ctl *c);
  * Fetches GET /status of every member i with want[i] (want NULL: all) at
  * once, each with CTL_STATUS_TIMEOUT_MS, into out[i] (an array of
  * cluster.nmembers): plan_member_from_json() or plan_member_down() with the
- * reason. With <ready>, also GET http://address:ports.node/ready of the same
+ * reason. With <ready>, also GET /ready on ports.node (https with the client
+ * certificate off loopback, as the node listens) of the same
  * members into out[i].node_ready. Members not wanted are left untouched.
  * Returns how many of the wanted members answered.
  */
@@ -94,7 +95,7 @@ void ctl_reply_clear(struct ctl_reply *r);
 enum ctl_api {
     CTL_API_REPLICATOR = 0, /* https://address:ports.replicator, mutual TLS */
     CTL_API_BALANCER,       /* https://address:ports.balancer_control, mutual TLS */
-    CTL_API_NODE,           /* http://address:ports.node, plain (GET /status) */
+    CTL_API_NODE,           /* address:ports.node: plain on loopback, else mutual TLS */
 };
 
 /*

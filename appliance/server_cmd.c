@@ -6,11 +6,11 @@
  * on each of them. One line per balancer says what it did; a balancer that
  * did not answer is named, as it keeps its old state until asked again.
  *
- * `drain --wait` then polls the node itself (GET /status on ports.node,
- * plain HTTP) every DRAIN_POLL_S until it reports no live challenges and no
- * sessions. A node that does not answer is not taken for drained (it may be
- * cut off from this host only): the wait goes on, and at the timeout the
- * command fails saying that the node did not answer.
+ * `drain --wait` then polls the node itself (GET /status on ports.node:
+ * plain HTTP on loopback, mutual TLS elsewhere) every DRAIN_POLL_S until it reports no live
+ * challenges and no sessions. A node that does not answer is not taken for drained (it may be cut
+ * off from this host only): the wait goes on, and at the timeout the command fails saying that the
+ * node did not answer.
  *
  * With --wait, the state is set first and only a drain that every asked
  * balancer took is waited for: while a balancer still sends the node new

@@ -19,15 +19,14 @@
  */
 #include "hacfg.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "errmsg.h"
+#include "netaddr.h"
 
 /* The userlist that guards the whole stats front end, /metrics included. */
 #define HACFG_STATS_USERS "stats_users"
@@ -78,23 +77,6 @@ static int check_word(const char *what, const char *value, bool quoted, bool sho
     return 0;
 }
 
-/*
- * 1 when <addr> (numeric IPv4 or IPv6) is a loopback address: 127.0.0.0/8,
- * ::1 or ::ffff:127.0.0.0/104. 0 when it is another address, -1 when it is
- * not a numeric address.
- */
-static int addr_loopback(const char *addr)
-{
-    struct in_addr a4;
-    struct in6_addr a6;
-
-    if (inet_pton(AF_INET, addr, &a4) == 1)
-        return (ntohl(a4.s_addr) >> 24) == 127;
-    if (inet_pton(AF_INET6, addr, &a6) == 1)
-        return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
-    return -1;
-}
-
 static int check_port(const char *what, int port, char **err)
 {
     if (port < 1 || port > 65535)
@@ -113,7 +95,6 @@ static int check_values(const struct appconf *conf, const struct hacfg_paths *p,
     const struct member_conf *self = appconf_local(conf);
     const char *pw = conf->balancer.stats_password;
     char what[64];
-    int lo;
 
     *remote = false;
     if (!self)
@@ -138,11 +119,10 @@ static int check_values(const struct appconf *conf, const struct hacfg_paths *p,
         const struct member_conf *m = &conf->cluster.members[i];
 
         snprintf(what, sizeof(what), "cluster.members[%zu].address", i);
-        lo = addr_loopback(m->address);
-        if (lo < 0)
+        if (!netaddr_numeric(m->address))
             return err_set(err, "%s: \"%.60s\" is not a numeric IPv4 or IPv6 address", what,
                            m->address);
-        if (!lo)
+        if (!netaddr_is_loopback(m->address))
             *remote = true;
         snprintf(what, sizeof(what), "cluster.members[%zu].ports.node", i);
         if (check_port(what, m->ports.node, err) < 0)
@@ -275,7 +255,7 @@ static void put_backend(FILE *f, const struct appconf *conf, const struct hacfg_
         put_addr(f, m->address, m->ports.node);
         fprintf(f, " check");
         /* Between hosts the node is reached over TLS (DESIGN §4); the check follows. */
-        if (addr_loopback(m->address) == 0)
+        if (!netaddr_is_loopback(m->address))
             fprintf(f, " ssl verify required ca-file %s crt %s", conf->cluster.tls_ca, p->pem);
         fprintf(f, "\n");
     }

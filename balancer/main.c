@@ -248,15 +248,7 @@ static int start(struct daemon *d, char **err)
     const struct member_conf *me = appconf_local(c);
     const char *run = c->appliance.run_dir;
     struct httpclient_tls tls = httpclient_tls_cluster(c);
-    struct tls_settings ts = {
-        .cert_file = c->appliance.tls_cert,
-        .key_file = c->appliance.tls_key,
-        .ca_file = c->cluster.tls_ca,
-        .require_client_cert = true,
-        .min_version = c->cluster.tls_min_version,
-        .ciphers = c->cluster.tls_ciphers,
-        .ciphersuites = c->cluster.tls_ciphersuites,
-    };
+    struct tls_settings ts = tls_settings_cluster(c);
     struct http_server_settings cs = { me->address, me->ports.balancer_control, NULL, 65536, 16384,
                                        10000 };
     struct http_server_settings hs = { me->address, me->ports.health, NULL, 4096, 16384, 10000 };

@@ -1,6 +1,8 @@
 /*
  * What the health page shows: every member's replicator /status (over
- * mutual TLS) and node /status (plain HTTP on the member's node port),
+ * mutual TLS) and node /status (on the member's node port: mutual TLS too,
+ * plain HTTP only when the member's address is loopback, as the node
+ * listens),
  * asked every balancer.poll_interval_ms with one request of each kind in
  * flight per member, plus HAProxy's view of each server. The snapshot keeps
  * only the fields the page shows (page.h), so nothing else a member says
@@ -15,6 +17,7 @@
 #include "daemon.h"
 #include "httpclient.h"
 #include "log.h"
+#include "netaddr.h"
 
 void members_init(struct bal *b)
 {
@@ -101,6 +104,8 @@ static void ask(struct bal *b, size_t i, bool node)
 {
     const struct member_conf *mc = appconf_member(daemon_conf(b->d), b->members[i].id);
     bool v6 = strchr(mc->address, ':') != NULL;
+    /* A node speaks TLS unless it listens on loopback (node/main.c). */
+    bool tls = !node || !netaddr_is_loopback(mc->address);
     char url[160], *err = NULL;
     struct poll *p = calloc(1, sizeof(*p));
 
@@ -109,9 +114,9 @@ static void ask(struct bal *b, size_t i, bool node)
     p->b = b;
     p->index = i;
     p->node = node;
-    snprintf(url, sizeof(url), "%s://%s%s%s:%d/status", node ? "http" : "https", v6 ? "[" : "",
+    snprintf(url, sizeof(url), "%s://%s%s%s:%d/status", tls ? "https" : "http", v6 ? "[" : "",
              mc->address, v6 ? "]" : "", node ? mc->ports.node : mc->ports.replicator);
-    if (httpclient_json(node ? b->plain : b->mtls, "GET", url, NULL, 2000, polled, p, &err) < 0) {
+    if (httpclient_json(tls ? b->mtls : b->plain, "GET", url, NULL, 2000, polled, p, &err) < 0) {
         log_error("members.poll url=%s err=%s", url, err);
         free(err);
         free(p);

@@ -221,6 +221,20 @@ bool netaddr_numeric(const char *text)
     return text && netaddr_make(text, 0, &ss) != 0;
 }
 
+bool netaddr_is_loopback(const char *numeric)
+{
+    struct sockaddr_storage ss;
+    const struct sockaddr_in *in;
+
+    if (!numeric || netaddr_make(numeric, 0, &ss) == 0)
+        return false;
+    /* A v4-mapped address becomes IPv4; ::1 has no IPv4 form and stays IPv6. */
+    if (ss.ss_family == AF_INET6 && netaddr_to_family(&ss, AF_INET) == 0)
+        return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)&ss)->sin6_addr);
+    in = (const struct sockaddr_in *)&ss;
+    return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+}
+
 int netaddr_parse_list(const char *text, struct sockaddr_storage *out, size_t max, size_t *count,
                        char *bad, const char **why)
 {

@@ -59,6 +59,15 @@ socklen_t netaddr_to_family(struct sockaddr_storage *ss, int family);
 bool netaddr_numeric(const char *text);
 
 /*
+ * True when <numeric> is a loopback address: 127.0.0.0/8, ::1 or a
+ * v4-mapped 127.x (::ffff:127.0.0.1). False for any other address and for
+ * text that is not a numeric address (check netaddr_numeric() first when
+ * that must be told apart). Decides whether a member's node is reached in
+ * plain HTTP (the same host) or over TLS (between hosts, DESIGN §4).
+ */
+bool netaddr_is_loopback(const char *numeric);
+
+/*
  * Parses a comma-separated list of numeric addresses ("192.0.2.1,2001:db8::1";
  * no spaces, no empty entries) into <out> (at most <max>, ports 0), setting
  * *count. An empty <text> is an empty list. Returns 0, or -1 with *why

@@ -8,6 +8,7 @@
 #include <openssl/x509v3.h>
 #include <string.h>
 
+#include "appconf.h"
 #include "errmsg.h"
 
 /* The text of OpenSSL's most recent error, or <fallback>. */
@@ -90,4 +91,17 @@ int tls_peer_name(SSL *ssl, char *buf, size_t size)
     n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, buf, (int)size);
     X509_free(cert);
     return n > 0 ? 0 : -1;
+}
+
+struct tls_settings tls_settings_cluster(const struct appconf *c)
+{
+    return (struct tls_settings){
+        .cert_file = c->appliance.tls_cert,
+        .key_file = c->appliance.tls_key,
+        .ca_file = c->cluster.tls_ca,
+        .require_client_cert = true,
+        .min_version = c->cluster.tls_min_version,
+        .ciphers = c->cluster.tls_ciphers,
+        .ciphersuites = c->cluster.tls_ciphersuites,
+    };
 }

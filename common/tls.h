@@ -23,6 +23,16 @@ struct tls_settings {
     const char *ciphersuites; /* TLS 1.3 suites; NULL: OpenSSL's */
 };
 
+struct appconf;
+
+/*
+ * The settings of a server that only members and mfactl reach (control APIs,
+ * the node port between hosts): this member's certificate and key, client
+ * certificates from the cluster CA required, the cluster's TLS version and
+ * ciphers. Strings borrowed from <c>.
+ */
+struct tls_settings tls_settings_cluster(const struct appconf *c);
+
 /*
  * Builds a server context from <s>. Returns it (the caller frees it with
  * SSL_CTX_free()), or NULL with *err naming the file or setting at fault.

@@ -8,6 +8,13 @@
  * /ready (the local database answers: HAProxy's health check), GET /status
  * (role, lag, where the primary was learnt, live challenges, version), GET
  * /metrics (Prometheus).
+ *
+ * The port speaks plain HTTP only when the member's address is loopback
+ * (everything on one host: the demo, the tests). On any other address it
+ * speaks TLS with the member certificate and requires a client certificate
+ * from the cluster CA, as the replicator's control API does: HAProxy, the
+ * balancers' polls and mfactl reach it from other hosts, and PINs, codes and
+ * API keys never cross a network in clear (DESIGN §4).
  */
 #include <event2/buffer.h>
 #include <stdio.h>
@@ -24,9 +31,11 @@
 #include "keyfile.h"
 #include "log.h"
 #include "metrics.h"
+#include "netaddr.h"
 #include "node.h"
 #include "portal.h"
 #include "radius_server.h"
+#include "tls.h"
 #include "users.h"
 #include "worker.h"
 
@@ -127,6 +136,26 @@ static const struct http_route routes[] = {
     { EVHTTP_REQ_GET | EVHTTP_REQ_POST, "/portal/", true, portal_handle },
 };
 
+/*
+ * The TLS context for the node port on member address <me>, or NULL with no
+ * error for a loopback address (plain HTTP). Returns NULL with *err when
+ * the certificate, key, CA or cipher settings are at fault. The caller
+ * frees the context.
+ */
+static SSL_CTX *listener_tls(const struct appconf *c, const struct member_conf *me, char **err)
+{
+    struct tls_settings ts = tls_settings_cluster(c);
+    SSL_CTX *ctx;
+
+    *err = NULL;
+    if (netaddr_is_loopback(me->address))
+        return NULL;
+    ctx = tls_server_ctx_new(&ts, err);
+    if (!ctx)
+        err_prefix(err, "the node port on %s is not loopback, so it speaks TLS", me->address);
+    return ctx;
+}
+
 static int start(struct daemon *d, char **err)
 {
     struct node *n = daemon_arg(d);
@@ -139,6 +168,7 @@ static int start(struct daemon *d, char **err)
         .max_headers = (size_t)c->node.http.max_headers,
         .timeout_ms = c->node.http.timeout_ms,
     };
+    bool tls;
 
     n->d = d;
     n->started_ms = clock_mono_ms();
@@ -161,10 +191,16 @@ static int start(struct daemon *d, char **err)
         return -1;
     if (portal_start(n, err) < 0)
         return -1;
+    hs.tls = listener_tls(c, me, err);
+    if (!hs.tls && *err)
+        return -1;
+    tls = hs.tls != NULL;
     n->http = http_server_new(daemon_base(d), &hs, routes, MFA_ARRAY_LEN(routes), n, err);
+    SSL_CTX_free(hs.tls);
     if (!n->http)
         return -1;
-    log_notice("node.listening address=%s port=%d", me->address, me->ports.node);
+    log_notice("node.listening address=%s port=%d tls=%s", me->address, me->ports.node,
+               tls ? "on" : "off");
     n->radius = radius_server_new(n, err);
     if (!n->radius && *err)
         return -1;

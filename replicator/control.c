@@ -374,15 +374,7 @@ struct http_server *control_start(struct repl *r, char **err)
 {
     const struct appconf *c = daemon_conf(r->d);
     const struct member_conf *me = appconf_local(c);
-    struct tls_settings ts = {
-        .cert_file = c->appliance.tls_cert,
-        .key_file = c->appliance.tls_key,
-        .ca_file = c->cluster.tls_ca,
-        .require_client_cert = true,
-        .min_version = c->cluster.tls_min_version,
-        .ciphers = c->cluster.tls_ciphers,
-        .ciphersuites = c->cluster.tls_ciphersuites,
-    };
+    struct tls_settings ts = tls_settings_cluster(c);
     struct http_server_settings hs = {
         .address = me->address,
         .port = me->ports.replicator,

@@ -10,6 +10,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -294,13 +295,50 @@ static void test_to_family(void **state)
     assert_int_equal(netaddr_to_family(&ss, AF_INET6), 0);
 }
 
+/* Loopback decides plain HTTP or TLS to a member's node: each side of every edge. */
+static void test_loopback(void **state)
+{
+    static const struct {
+        const char *text;
+        bool loopback;
+    } cases[] = {
+        { "127.0.0.1", true },
+        { "127.0.0.0", true },
+        { "127.255.255.255", true },
+        { "127.1.2.3", true },
+        { "::1", true },
+        { "::ffff:127.0.0.1", true },
+        { "::ffff:127.9.8.7", true },
+        { "126.255.255.255", false },
+        { "128.0.0.0", false },
+        { "10.0.0.11", false },
+        { "0.0.0.0", false },
+        { "::", false },
+        { "::2", false },
+        { "::ffff:10.0.0.1", false },
+        { "::127.0.0.1", false }, /* IPv4-compatible, not mapped: not loopback */
+        { "2001:db8::1", false },
+        { "localhost", false }, /* not numeric: never treated as loopback */
+        { "127.0.0.1/8", false },
+        { "", false },
+        { " 127.0.0.1", false },
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        if (netaddr_is_loopback(cases[i].text) != cases[i].loopback)
+            fail_msg("\"%s\": expected %s", cases[i].text,
+                     cases[i].loopback ? "loopback" : "not loopback");
+    assert_false(netaddr_is_loopback(NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse),          cmocka_unit_test(test_refused),
         cmocka_unit_test(test_match),          cmocka_unit_test(test_same_host),
         cmocka_unit_test(test_text_port_make), cmocka_unit_test(test_list),
-        cmocka_unit_test(test_to_family),
+        cmocka_unit_test(test_to_family),      cmocka_unit_test(test_loopback),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
