@@ -141,6 +141,7 @@ static const char style[] =
     "body{font-family:system-ui,sans-serif;margin:0;background:#f4f5f7;color:#1d1f23}"
     "main{max-width:40rem;margin:0 auto;padding:1rem}"
     "h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:1.6rem}"
+    ".brand{color:#5b6270;font-size:.9rem;margin:.4rem 0 0}"
     "form{background:#fff;border:1px solid #d5d8dd;border-radius:6px;padding:1rem;margin:.8rem 0}"
     "label{display:block;margin:.5rem 0 .2rem}"
     "input,select{font-size:1rem;padding:.4rem;width:100%;box-sizing:border-box}"
@@ -165,7 +166,10 @@ void portal_page_begin(struct pbuf *b, const struct node *n, const char *title,
     if (!nodedb_writable(n->db))
         pbuf_puts(b, "<div id=\"banner-read-only\" role=\"status\">Changes are paused until the "
                      "primary server is back. You can sign in and see your settings.</div>");
-    pbuf_puts(b, "<main><h1>");
+    /* Whose page this is: users reach it from a link or a bookmark. */
+    pbuf_puts(b, "<main><p class=\"brand\">MFA Appliance &middot; ");
+    pbuf_escape(b, node_conf(n)->cluster.name);
+    pbuf_puts(b, "</p><h1>");
     pbuf_escape(b, title);
     pbuf_puts(b, "</h1>");
     if (s && *s->notice) {
