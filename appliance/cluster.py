@@ -165,11 +165,14 @@ def db_password(pepper, role):
 class Member:
     """One appliance: its files, ports and processes."""
 
-    def __init__(self, cluster, member_id, ports, address="127.0.0.1"):
+    def __init__(self, cluster, member_id, ports, address="127.0.0.1", netns=None):
         self.cluster = cluster
         self.id = member_id
         self.ports = ports
         self.address = address
+        # A named network namespace (ip netns) the member's processes run in:
+        # a host of its own, which a test can cut off from the others.
+        self.netns = netns
         self.dir = os.path.join(cluster.base, member_id)
         self.conf = os.path.join(self.dir, "appliance.conf")
         self.pgdata = os.path.join(self.dir, "pgdata")
@@ -182,8 +185,10 @@ class Member:
 
     def _spawn(self, name, binary):
         log = open(os.path.join(self.dir, f"{name}.log"), "ab")
-        self.procs[name] = subprocess.Popen([binary, "-c", self.conf], stdout=log, stderr=log,
-                                            start_new_session=True)
+        # `ip netns exec` execs the daemon itself: the pid stays the daemon's.
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        self.procs[name] = subprocess.Popen(prefix + [binary, "-c", self.conf], stdout=log,
+                                            stderr=log, start_new_session=True)
         log.close()
 
     def start_replicator(self):
@@ -378,7 +383,8 @@ class Cluster:
 
     def __init__(self, base, build_dir, members=3, name="demo", user="mfa", fence_after=2,
                  with_nodes=True, node_conf="", replicator_conf="", witnesses=(),
-                 balancers=(), sms_conf="", ports=None, radius_conf="", addresses=None):
+                 balancers=(), sms_conf="", ports=None, radius_conf="", addresses=None,
+                 netns=None, radius_nas=None):
         self.base = base
         self.build_dir = build_dir
         self.name = name
@@ -389,6 +395,9 @@ class Cluster:
         self.replicator_conf = replicator_conf
         self.sms_conf = sms_conf
         self.radius_conf = radius_conf
+        # One more RADIUS client (an address or prefix) with the same secret:
+        # a NAS that is not on loopback.
+        self.radius_nas = radius_nas
         self.stats_password = secrets.token_urlsafe(12)
         # The shared secret of the one RADIUS client every node knows: the
         # loopback NAS of the demo, the tests and the benchmark.
@@ -402,7 +411,8 @@ class Cluster:
                       dict(zip(PORT_KEYS, free_ports(len(PORT_KEYS), taken))))
             taken.update(mports.values())
             self.members.append(Member(self, f"n{i + 1}", mports,
-                                       addresses[i] if addresses else "127.0.0.1"))
+                                       addresses[i] if addresses else "127.0.0.1",
+                                       netns[i] if netns else None))
         self.by_id = {m.id: m for m in self.members}
         for w in witnesses:  # voters without PostgreSQL or a node
             self.by_id[w].witness = True
@@ -511,6 +521,8 @@ class Cluster:
             f'{{ id = "{x.id}"; address = "{x.address}"; ports = {{ '
             + " ".join(f"{k} = {v};" for k, v in x.ports.items()) + " }; }"
             for x in self.members)
+        nas = (f',\n                {{ name = "nas"; address = "{self.radius_nas}"; '
+               f'secret = "{self.radius_secret}"; }}' if self.radius_nas else "")
         return f"""# Member {m.id} of the "{self.name}" cluster, written by appliance/cluster.py.
 version = 1;
 cluster = {{
@@ -537,7 +549,7 @@ node = {{
   auth_log = {{ spool_dir = "{m.dir}/spool"; }};
   radius = {{
     clients = ( {{ name = "loopback"; address = "127.0.0.0/8"; secret = "{self.radius_secret}"; }},
-                {{ name = "loopback6"; address = "::1"; secret = "{self.radius_secret}"; }} );
+                {{ name = "loopback6"; address = "::1"; secret = "{self.radius_secret}"; }}{nas} );
     {self.radius_conf}
   }};
   {self.node_conf}
