@@ -78,13 +78,36 @@ static int is_standby(PGconn *conn, char **err)
     return rc;
 }
 
+/*
+ * Makes the rest of the session the node's role with a fixed search_path:
+ * the tables belong to that role, and a superuser writing into them would
+ * run whatever triggers it put there with a superuser's rights.
+ */
+static int become_owner(PGconn *conn, const struct appconf *c, char **err)
+{
+    char *role = PQescapeIdentifier(conn, c->node.db.user, strlen(c->node.db.user));
+    char sql[300];
+    PGresult *res;
+    int rc = 0;
+
+    if (!role)
+        return pq_err(conn, "", err);
+    snprintf(sql, sizeof(sql), "SET search_path = pg_catalog, public; SET ROLE %s", role);
+    PQfreemem(role);
+    res = PQexec(conn, sql);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        rc = pq_err(conn, "cannot take the node's database role: ", err);
+    PQclear(res);
+    return rc;
+}
+
 static int insert_key(PGconn *conn, const char *member, const char *name, const char *scope,
                       const char *key, char prefix[13], char **err)
 {
     static const char sql[] =
-        "WITH k AS (INSERT INTO api_keys (name, scope, key_hash, prefix, created_by)"
+        "WITH k AS (INSERT INTO public.api_keys (name, scope, key_hash, prefix, created_by)"
         "  VALUES ($1, $2, $3, $4, 'mfactl') RETURNING id, name, scope),"
-        " a AS (INSERT INTO admin_audit (actor, node_id, action, target, detail)"
+        " a AS (INSERT INTO public.admin_audit (actor, node_id, action, target, detail)"
         "  SELECT 'mfactl', $5, 'api_key.create', k.name,"
         "         jsonb_build_object('id', k.id, 'scope', k.scope) FROM k)"
         " SELECT id FROM k";
@@ -131,6 +154,10 @@ static int create(const struct appconf *c, bool json, const char *name, const ch
         rc = standby > 0 ? 3 : 1;
         goto done;
     }
+    if (become_owner(conn, c, &err) < 0) {
+        fprintf(stderr, "mfactl apikey: %s\n", err);
+        goto done;
+    }
     if (apikey_new(key, sizeof(key)) < 0) {
         fprintf(stderr, "mfactl apikey: no random numbers\n");
         goto done;
@@ -147,14 +174,28 @@ static int create(const struct appconf *c, bool json, const char *name, const ch
         if (text)
             printf("%s\n", text);
         secret_wipe(text, text ? strlen(text) : 0);
-        free(text);
         json_decref(out);
+        if (!text) {
+            fprintf(stderr,
+                    "mfactl apikey: out of memory: key \"%s\" (%s...) was stored but not shown; "
+                    "revoke it\n",
+                    name, prefix);
+            goto done;
+        }
+        free(text);
     } else {
         printf("%s\n", key);
         fprintf(stderr,
                 "mfactl apikey: made %s key \"%s\" (%s...). It is shown only now: keep it in a "
                 "password manager or your application's secret store.\n",
                 scope, name, prefix);
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr,
+                "mfactl apikey: the key \"%s\" (%s...) was stored but could not be written out; "
+                "revoke it\n",
+                name, prefix);
+        goto done;
     }
     rc = 0;
 done:

@@ -7,7 +7,9 @@
  * It runs on the primary's host as root (or as appliance.user): it becomes
  * appliance.user and reaches the local PostgreSQL as its superuser through
  * the UNIX socket in appliance.run_dir, the way mfa-replicator does — no
- * password, and nothing another host can reach. The key is printed once on
+ * password, and nothing another host can reach — and writes as the node's
+ * database role, which owns the tables (a superuser would run that role's
+ * triggers with its own rights). The key is printed once on
  * stdout and only its SHA-256 is stored, with an admin_audit row whose actor
  * is "mfactl", as the admin API does. On a standby it refuses (exit 3) and
  * names no key.

@@ -71,8 +71,17 @@ def describe(c, keys):
     return info
 
 
-def tell(info):
+def tell(info, primary):
+    """Prints where everything is; <primary> is the writable primary's id, or None."""
     m, r = info["mfactl"], info["radius"]
+    members = {x["id"]: x for x in info["members"]}
+    if primary:
+        roles = (f"{primary} is the primary, the others stream from it; HAProxy and the RADIUS "
+                 f"front run on {BALANCER}.")
+    else:
+        roles = (f"No member takes writes right now (mfactl status says why); HAProxy and the "
+                 f"RADIUS front run on {BALANCER}.")
+        primary = "n1"
     out = os.path.dirname(info["members"][0]["logs"])
     demo = os.path.join(TOP, "appliance", "demo")
     env = f"MFA_DEMO_DIR={DEMO_DIR} " if "MFA_DEMO_DIR" in os.environ else ""
@@ -80,7 +89,7 @@ def tell(info):
             "[\"text\"].split()[0])' <")
     print(f"""
 MFA Appliance demo cluster: 3 members on 127.0.0.1 ({INFO} has it all as JSON)
-n1 is the primary, n2 and n3 stream from it; HAProxy and the RADIUS front run on {BALANCER}.
+{roles}
 
   API (HTTPS, HAProxy)   {info['api_url']}   (CA: {info['ca']})
   user portal            {info['portal_url']}   (demo / PIN 1234, then the SMS code)
@@ -104,7 +113,7 @@ Try:
   printf 'User-Name = "demo"\\nUser-Password = "<code>"\\nState = <State>\\nMessage-Authenticator = 0x00\\n' |
     radclient -x 127.0.0.1:{r['port']} auth '{r['secret']}'
   {m} -c {info['config']} status
-  {m} -c {info['members'][0]['config']} apikey create my-app --scope auth   # on the primary, n1
+  {m} -c {members[primary]['config']} apikey create my-app --scope auth   # on the primary, {primary}
   {env}{demo} kill n1 && {m} -c {info['config']} failover --to n2
       # n1 died: n2 takes writes, sign-ins go on through the same API, portal and RADIUS
   {env}{demo} start n1          # it rejoins as a standby of n2
@@ -118,7 +127,8 @@ def up(build_dir):
         with open(INFO) as f:
             info = json.load(f)
         print("the demo cluster is already running")
-        tell(info)
+        prim = c.primary()
+        tell(info, prim.id if prim else None)
         return 0
     base = os.path.join(DEMO_DIR, "cluster")
     shutil.rmtree(base, ignore_errors=True)
@@ -146,7 +156,7 @@ def up(build_dir):
                                                "pin": DEMO_USER["pin"]}, key=keys["admin"])
     if st not in (201, 409):
         raise RuntimeError(f"creating the demo user: {st} {doc}")
-    tell(describe(c, keys))
+    tell(describe(c, keys), c.primary().id)
     return 0
 
 

@@ -116,9 +116,14 @@ static void send_home(struct portal_job *j, struct portal_session *s, const PGre
         pbuf_puts(&b, "</td></tr>");
     }
     pbuf_puts(&b, "</tbody></table>");
-    /* The auth log reaches the database in batches: a sign-in shows after a few seconds. */
-    if (!recent || PQntuples(recent) == 0)
-        pbuf_puts(&b, "<p>None recorded yet; a sign-in shows here a few seconds after it.</p>");
+    /* The auth log reaches the database in batches, through the primary. */
+    if (!recent)
+        pbuf_puts(&b, "<p>Recent sign-ins cannot be shown right now.</p>");
+    else if (PQntuples(recent) == 0)
+        pbuf_puts(&b, nodedb_writable(j->n->db)
+                          ? "<p>None recorded yet; a sign-in shows here a few seconds after it.</p>"
+                          : "<p>None recorded yet; new sign-ins show here once the primary server "
+                            "is back.</p>");
     portal_form_begin(&b, "signout", "/portal/signout", s);
     pbuf_puts(&b, "<button type=\"submit\">Sign out</button></form>");
     portal_page_end(&b, j->n);
