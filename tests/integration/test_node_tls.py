@@ -11,14 +11,11 @@ interface of the host is touched, and the addresses vanish with the process.
 often lack.) n1 and n2 run PostgreSQL and a node, n3 is a witness; n1 runs
 the balancer and HAProxy."""
 
-import base64
 import ctypes
-import hashlib
 import http.client
 import json
 import os
 import re
-import secrets
 import shutil
 import ssl
 import subprocess
@@ -29,7 +26,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "appliance"))
 from cluster import Cluster, wait_for  # noqa: E402
-from test_failover import sql  # noqa: E402
+from test_balancer import new_key  # noqa: E402
 
 CLONE_NEWNET = 0x40000000
 ADDRESSES = ["10.254.77.1", "10.254.77.2", "10.254.77.3"]
@@ -48,13 +45,6 @@ def enter_private_network():
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     for a in ADDRESSES:
         subprocess.run(["ip", "addr", "add", f"{a}/32", "dev", "lo"], check=True)
-
-
-def new_key(c, name, scope):
-    key = "mfa_" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
-    sql(c.primary(), "INSERT INTO api_keys (name, scope, key_hash, prefix) VALUES "
-        "(%s, %s, %s, 'mfa_')", (name, scope, hashlib.sha256(key.encode()).hexdigest()))
-    return key
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,11 @@ import pwd
 import re
 import shutil
 import stat
-import subprocess
 import tempfile
 
 import pytest
 
-from debpkg import build_deb
+from debpkg import build_deb, run
 from pgcluster import run_as_user
 
 PKG = "mfa-appliance"
@@ -32,14 +31,6 @@ DATA = "/var/lib/mfa-appliance"
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("dpkg"),
                                 reason="installs a Debian package: root on Debian only")
-
-
-def run(cmd, timeout=300, check=True, **kw):
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
-    if check and p.returncode != 0:
-        raise AssertionError(f"{cmd} exited {p.returncode}\nstdout:\n{p.stdout}\n"
-                             f"stderr:\n{p.stderr}")
-    return p
 
 
 def installed():
