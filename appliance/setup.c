@@ -341,14 +341,7 @@ static int setup_primary(const char *config, const struct setup_args *a)
     }
     if (primary_key_file(&c, have_keys, &o, &err) < 0)
         goto out;
-    rc = SETUP_OK;
-    if (a->no_start)
-        printf("next: start the units (systemctl enable --now mfa-replicator mfa-node "
-               "mfa-balancer); the replicator creates the cluster\n");
-    else if (setup_start_units() < 0)
-        rc = SETUP_FAILED;
-    else
-        rc = setup_wait_role(config, true, a->wait_s ? a->wait_s : SETUP_WAIT_PRIMARY_S);
+    rc = setup_start_and_wait(config, a, true);
 out:
     if (err) {
         fprintf(stderr, "mfactl setup: %s%s\n", err,

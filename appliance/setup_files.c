@@ -359,7 +359,7 @@ int setup_run_program(const char *const *args)
 }
 
 /* The thin systemd step: enable the three units and start them now. */
-int setup_start_units(void)
+static int start_units(void)
 {
     const char *argv[] = { "systemctl",
                            "enable",
@@ -382,7 +382,7 @@ int setup_start_units(void)
  * until it is a writable primary (<primary>) or a streaming standby, at most
  * <wait_s> seconds. Returns mfactl's exit code.
  */
-int setup_wait_role(const char *config, bool primary, int wait_s)
+static int setup_wait_role(const char *config, bool primary, int wait_s)
 {
     struct plan_member m[APPCONF_MAX_MEMBERS];
     bool want[APPCONF_MAX_MEMBERS] = { false };
@@ -469,4 +469,20 @@ void setup_free_secret(char *s)
     if (s)
         OPENSSL_cleanse(s, strlen(s));
     free(s);
+}
+
+int setup_start_and_wait(const char *config, const struct setup_args *a, bool primary)
+{
+    if (a->no_start) {
+        printf("next: start the units (systemctl enable --now mfa-replicator mfa-node "
+               "mfa-balancer); the replicator %s\n",
+               primary ? "creates the cluster" : "copies the primary");
+        return SETUP_OK;
+    }
+    if (start_units() < 0)
+        return SETUP_FAILED;
+    return setup_wait_role(config, primary,
+                           a->wait_s ? a->wait_s
+                           : primary ? SETUP_WAIT_PRIMARY_S
+                                     : SETUP_WAIT_JOIN_S);
 }

@@ -398,14 +398,7 @@ int setup_join(const char *config, const struct setup_args *a)
     }
     if (setup_exists(c.appliance.data_dir) && setup_give(c.appliance.data_dir, &o, &err) < 0)
         goto out;
-    rc = SETUP_OK;
-    if (a->no_start)
-        printf("next: start the units (systemctl enable --now mfa-replicator mfa-node "
-               "mfa-balancer); the replicator copies the primary\n");
-    else if (setup_start_units() < 0)
-        rc = SETUP_FAILED;
-    else
-        rc = setup_wait_role(config, false, a->wait_s ? a->wait_s : SETUP_WAIT_JOIN_S);
+    rc = setup_start_and_wait(config, a, false);
 out:
     if (err) {
         fprintf(stderr, "mfactl setup: %s%s\n", err,

@@ -76,12 +76,15 @@ int setup_write_conf(const char *path, const char *text, char **err) MFA_MUSTCHE
 /* The text of <path> with paths[i] set to values[i]; *out for the caller to free. 0, or -1. */
 int setup_edit_conf(const char *path, const char *const *paths, char *const *values, size_t n,
                     char **out, char **err) MFA_MUSTCHECK;
-/* "\"<s>\"" (ids, names, addresses: nothing to escape); NULL when out of memory. */
+/* <s> as a libconfig string, '"' and '\\' escaped; NULL for a control character or no memory. */
 char *setup_quoted(const char *s);
-/* systemctl enable --now of the three units. Returns 0, or -1. */
-int setup_start_units(void) MFA_MUSTCHECK;
-/* Waits until this member is primary (<primary>) or a streaming standby. Exit code. */
-int setup_wait_role(const char *config, bool primary, int wait_s);
+/*
+ * The last step of --primary (<primary>) and --join: unless --no-start,
+ * systemctl enable --now of the three units, then a wait (a->wait_s, or the
+ * mode's default) until this member is primary or a streaming standby.
+ * Returns mfactl's exit code.
+ */
+int setup_start_and_wait(const char *config, const struct setup_args *a, bool primary);
 /* A private (0700) temporary directory into <buf>. Returns 0, or -1. */
 int setup_temp_dir(char *buf, size_t size, char **err) MFA_MUSTCHECK;
 /* Removes files <names> of <dir>, then <dir>; "" is nothing. */
