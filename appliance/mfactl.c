@@ -20,11 +20,14 @@
 
 #include "apikey_cmd.h"
 #include "appconf.h"
+#include "backup_cmd.h"
 #include "cluster_cmd.h"
 #include "keepalived.h"
 #include "pki.h"
 #include "server_cmd.h"
 #include "setup.h"
+#include "token_cmd.h"
+#include "upgrade_cmd.h"
 
 static const char usage_text[] =
     "usage: mfactl [-c FILE] [--json] COMMAND [ARGS]\n"
@@ -99,6 +102,11 @@ static const struct command commands[] = {
     { "keepalived", keepalived_cmd },
     { "setup", setup_cmd },
     { "apikey", apikey_cmd },
+    { "token", token_cmd },
+    { "export", export_cmd },
+    { "backup", backup_cmd },
+    { "restore", restore_cmd },
+    { "upgrade-plan", upgrade_plan_cmd },
 };
 
 int main(int argc, char **argv)

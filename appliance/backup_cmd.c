@@ -1,0 +1,25 @@
+/* Placeholder until the command lands. */
+#include "backup_cmd.h"
+
+#include <stdio.h>
+
+int backup_cmd(const char *config, bool json, int argc, char **argv)
+{
+    (void)config;
+    (void)json;
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "mfactl: not yet available\n");
+    return 2;
+}
+
+int restore_cmd(const char *config, bool json, int argc, char **argv)
+{
+    (void)config;
+    (void)json;
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "mfactl: not yet available\n");
+    return 2;
+}
+
