@@ -52,20 +52,22 @@ static void fill_target(const struct appconf *c, size_t i, const struct plan_mem
 /* The index <want> asks for among the answers <m>, or -1. */
 static int pick(const struct appconf *c, const struct plan_member *m, enum dbconn_want want)
 {
-    int primary = -1, best = -1, local = -1;
+    int primary = -1, fenced = -1, best = -1, local = -1;
 
     for (size_t i = 0; i < c->cluster.nmembers; i++) {
         if (!answers_with_data(&m[i]))
             continue;
         if (m[i].role == PLAN_ROLE_PRIMARY && m[i].writable)
             primary = (int)i;
+        /* fenced or read-only: it still holds every acknowledged write */
+        if (m[i].role == PLAN_ROLE_PRIMARY && !m[i].writable)
+            fenced = (int)i;
         if (strcmp(c->cluster.members[i].id, c->appliance.member) == 0)
             local = (int)i;
         if (m[i].role == PLAN_ROLE_STANDBY &&
             (best < 0 || !m[best].has_pos ||
-             (m[i].has_pos &&
-              (m[i].timeline > m[best].timeline ||
-               (m[i].timeline == m[best].timeline && m[i].lsn > m[best].lsn)))))
+             (m[i].has_pos && (m[i].timeline > m[best].timeline ||
+                               (m[i].timeline == m[best].timeline && m[i].lsn > m[best].lsn)))))
             best = (int)i;
     }
     switch (want) {
@@ -74,7 +76,7 @@ static int pick(const struct appconf *c, const struct plan_member *m, enum dbcon
     case DBCONN_READ:
         return local >= 0 ? local : primary >= 0 ? primary : best;
     case DBCONN_BACKUP:
-        return primary >= 0 ? primary : best;
+        return primary >= 0 ? primary : fenced >= 0 ? fenced : best;
     }
     return -1;
 }
@@ -141,8 +143,7 @@ int dbconn_conninfo(const struct appconf *c, const struct dbconn_target *t, cons
                        strcmp(c->node.db.sslmode, "verify-full") == 0))
         rootcert = c->cluster.tls_ca;
     /* pgconn_conninfo() parses <extra> and quotes it again: plain words are all it may hold. */
-    if (strpbrk(what, " '\\=") || strpbrk(c->node.db.sslmode, " '\\=") ||
-        strpbrk(rootcert, " '\\"))
+    if (strpbrk(what, " '\\=") || strpbrk(c->node.db.sslmode, " '\\=") || strpbrk(rootcert, " '\\"))
         return err_set(err, "node.db.sslmode or the CA path holds a space or a quote");
     snprintf(extra, sizeof(extra), "application_name=mfactl-%s sslmode=%s%s%s", what,
              c->node.db.sslmode, *rootcert ? " sslrootcert=" : "", rootcert);
@@ -199,7 +200,11 @@ PGconn *dbconn_open(const struct appconf *c, const struct keyring *kr,
         PQfinish(conn);
         return NULL;
     }
-    if (exec_ok(conn, "SET search_path = pg_catalog, public", "setting search_path", err) < 0) {
+    /*
+     * The tables live in public, where schema_version() looks (current_schema()).
+     * pg_catalog is searched first all the same, as it always is when not named.
+     */
+    if (exec_ok(conn, "SET search_path = public", "setting search_path", err) < 0) {
         PQfinish(conn);
         return NULL;
     }

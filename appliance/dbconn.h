@@ -35,7 +35,7 @@
 enum dbconn_want {
     DBCONN_PRIMARY, /* the writable primary; none: DBCONN_EXIT_REFUSED ("read_only") */
     DBCONN_READ,    /* this member when its database answers, else the primary, else any */
-    DBCONN_BACKUP,  /* the writable primary, else the most advanced reachable standby */
+    DBCONN_BACKUP,  /* the primary (writable, else fenced), else the most advanced standby */
 };
 
 /* A member whose PostgreSQL to connect to. */
@@ -74,7 +74,7 @@ int dbconn_password(const struct appconf *c, const struct keyring *kr, char *out
 
 /*
  * Connects to <t> as the node's role (blocking) with search_path fixed to
- * pg_catalog, public. Returns the connection, or NULL with *err.
+ * public (pg_catalog before it, as always). Returns the connection, or NULL with *err.
  */
 PGconn *dbconn_open(const struct appconf *c, const struct keyring *kr,
                     const struct dbconn_target *t, const char *what, char **err) MFA_MUSTCHECK;

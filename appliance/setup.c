@@ -22,9 +22,12 @@
 #include "setup.h"
 
 #include <errno.h>
+#include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -115,7 +118,7 @@ static int primary_edit_conf(const char *config, const struct appconf *c,
 }
 
 /* Makes <dir> (0750) when it is missing; gives it to the daemons' owner either way. */
-static int make_data_dir(const char *dir, const struct setup_owner *o, char **err)
+int setup_make_data_dir(const char *dir, const struct setup_owner *o, char **err)
 {
     if (mkdir(dir, 0750) < 0 && errno != EEXIST &&
         (setup_make_parent(dir, err) < 0 || mkdir(dir, 0750) < 0))
@@ -140,12 +143,52 @@ static bool allow_present(const char *path, const char *id)
 }
 
 /*
- * Asks every other member's replicator for its /status, as mfactl's cluster
- * commands do: -1 with *err when one answers that it has data or is
- * primary (a cluster exists: join it). Members that do not answer are not
- * set up yet, which is what --primary expects.
+ * True when something accepts a TCP connection at <address>:<port> within
+ * <timeout_ms>: a member whose replicator failed to answer /status (TLS,
+ * HTTP) but whose port is open is there, not gone.
  */
-static int primary_check_others(const char *config, char **err)
+static bool port_open(const char *address, int port, int timeout_ms)
+{
+    struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST };
+    struct addrinfo *ai = NULL;
+    char service[16];
+    bool open_ = false;
+    int fd, soerr = 0;
+    socklen_t len = sizeof(soerr);
+
+    snprintf(service, sizeof(service), "%d", port);
+    if (getaddrinfo(address, service, &hints, &ai) != 0 || !ai)
+        return false;
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd >= 0) {
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+            open_ = true;
+        } else if (errno == EINPROGRESS) {
+            struct pollfd p = { .fd = fd, .events = POLLOUT };
+            open_ = poll(&p, 1, timeout_ms) == 1 &&
+                    getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr == 0;
+        }
+        close(fd);
+    }
+    freeaddrinfo(ai);
+    return open_;
+}
+
+/*
+ * Asks every other member's replicator for its /status, as mfactl's cluster
+ * commands do. -1 with *err when one answers that it has data or is
+ * primary (a cluster exists: join it). With <strict> (restore), also when
+ * one gives an answer that is not a clean "no data" — a TLS or certificate
+ * failure, an HTTP error, a reply that does not parse, or no reply although
+ * its port accepts connections: the member is there, we just cannot trust
+ * what it says (a new CA made by `setup --primary` next to old members
+ * still alive). A member whose port does not answer at all (refused,
+ * unreachable, timeout) is not set up or is gone, which is what --primary
+ * and restore expect; it is printed as such. Without <strict> (--primary,
+ * whose tests make a second CA beside a live cluster on purpose) every
+ * failed call is taken so. Prints one line a member. Returns 0, or -1.
+ */
+int setup_check_others(const char *config, bool strict, char **err)
 {
     struct ctl_call calls[APPCONF_MAX_MEMBERS];
     struct ctl *c = ctl_open(config, err);
@@ -169,21 +212,31 @@ static int primary_check_others(const char *config, char **err)
     }
     ctl_call_all(c, calls, n);
     for (size_t i = 0; i < n; i++) {
-        const char *id = conf->cluster.members[calls[i].idx].id;
-        json_t *j = calls[i].reply.error ? NULL : calls[i].reply.json;
+        const struct member_conf *mc = &conf->cluster.members[calls[i].idx];
+        const struct ctl_reply *r = &calls[i].reply;
+        json_t *j = r->error ? NULL : r->json;
         const char *role = json_string_value(json_object_get(j, "role"));
+        json_t *has_data = json_object_get(j, "has_data");
 
-        if (!j)
-            printf("check member %s: no answer (not set up yet)\n", id);
-        else if (!json_is_false(json_object_get(j, "has_data")) ||
-                 (role && strcmp(role, "primary") == 0))
+        if (r->error &&
+            (!strict || (r->status == 0 && !port_open(mc->address, mc->ports.replicator, 2000)))) {
+            printf("check member %s: no answer, taken as not set up or gone (%s)\n", mc->id,
+                   r->error);
+        } else if (!j || (!json_is_boolean(has_data) && !role)) {
+            rc = rc ? rc
+                    : err_set(err,
+                              "member %s is there but its answer cannot be trusted (%s): stop its "
+                              "mfa-replicator if it is not part of this cluster, or join it",
+                              mc->id, r->error ? r->error : "no role or has_data in /status");
+        } else if (!json_is_false(has_data) || (role && strcmp(role, "primary") == 0)) {
             rc = rc ? rc
                     : err_set(err,
                               "member %s answers that it has data (%s): the cluster exists; "
                               "join it with --join",
-                              id, role ? role : "?");
-        else
-            printf("check member %s: answers, no data\n", id);
+                              mc->id, role ? role : "?");
+        } else {
+            printf("check member %s: answers, no data\n", mc->id);
+        }
         ctl_reply_clear(&calls[i].reply);
     }
     ctl_close(c);
@@ -198,17 +251,26 @@ static int primary_check_others(const char *config, char **err)
 static int primary_allow(const char *config, const struct appconf *c, const char *id,
                          const struct setup_owner *o, bool *refused, char **err)
 {
-    char path[4200], want[64];
+    char path[4200];
 
     snprintf(path, sizeof(path), "%s/%s", c->appliance.data_dir, SETUP_ALLOW_FILE);
     if (allow_present(path, id)) {
         setup_say("bootstrap permission", "kept", path);
         return 0;
     }
-    if (primary_check_others(config, err) < 0) {
+    if (setup_check_others(config, false, err) < 0) {
         *refused = true;
         return -1;
     }
+    return setup_write_allow(c, id, o, err);
+}
+
+int setup_write_allow(const struct appconf *c, const char *id, const struct setup_owner *o,
+                      char **err)
+{
+    char path[4200], want[64];
+
+    snprintf(path, sizeof(path), "%s/%s", c->appliance.data_dir, SETUP_ALLOW_FILE);
     snprintf(want, sizeof(want), "member=%s\n", id);
     if (setup_write_file(path, want, strlen(want), 0600, o, err) < 0)
         return -1;
@@ -330,7 +392,7 @@ static int setup_primary(const char *config, const struct setup_args *a)
             goto out;
         setup_say("member certificate", "made", c.appliance.tls_cert);
     }
-    if (make_data_dir(c.appliance.data_dir, &o, &err) < 0)
+    if (setup_make_data_dir(c.appliance.data_dir, &o, &err) < 0)
         goto out;
     if (have_data) {
         setup_say("cluster (has data)", "kept", c.appliance.data_dir);

@@ -116,8 +116,7 @@ int setup_make_parent(const char *path, char **err)
     return 0;
 }
 
-/* The directory part of <path> into <buf> ("." when none). */
-static void dir_of(const char *path, char *buf, size_t size)
+void setup_dir_of(const char *path, char *buf, size_t size)
 {
     const char *slash = strrchr(path, '/');
 
@@ -221,7 +220,7 @@ int setup_ca_dir(const struct appconf *c, char *buf, size_t size, char **err)
 
     if (strcmp(base ? base + 1 : c->cluster.tls_ca, "ca.crt") != 0)
         return err_set(err, "cluster.tls.ca %s: setup needs it named ca.crt", c->cluster.tls_ca);
-    dir_of(c->cluster.tls_ca, buf, size);
+    setup_dir_of(c->cluster.tls_ca, buf, size);
     return 0;
 }
 
@@ -378,17 +377,46 @@ static int start_units(void)
 }
 
 /*
- * Polls this member's replicator (with the configuration just written)
- * until it is a writable primary (<primary>) or a streaming standby, at most
- * <wait_s> seconds. Returns mfactl's exit code.
+ * One GET /status of member <idx> into *m (plan_member_down() when it does
+ * not answer), and its "setup_done" into *setup_done.
  */
-static int setup_wait_role(const char *config, bool primary, int wait_s)
+static void fetch_one(struct ctl *c, size_t idx, struct plan_member *m, bool *setup_done)
+{
+    struct ctl_call k = { .idx = idx,
+                          .api = CTL_API_REPLICATOR,
+                          .method = "GET",
+                          .path = "/status",
+                          .timeout_ms = CTL_STATUS_TIMEOUT_MS };
+    const char *id = ctl_conf(c)->cluster.members[idx].id;
+    char *err = NULL;
+
+    *setup_done = false;
+    ctl_call_all(c, &k, 1);
+    if (k.reply.error) {
+        plan_member_down(m, id, k.reply.error);
+    } else if (plan_member_from_json(k.reply.json, id, m, &err) < 0) {
+        free(err);
+    } else {
+        *setup_done = json_is_true(json_object_get(k.reply.json, "setup_done"));
+    }
+    ctl_reply_clear(&k.reply);
+}
+
+/*
+ * Polls this member's replicator (with the configuration just written)
+ * until it is a primary (<primary>; fenced counts unless <writable>) or a
+ * streaming standby, at most <wait_s> seconds. <writable> also waits for
+ * "setup_done": the replicator has made the roles, the database and the
+ * schema (restore must not race its migrations). Returns mfactl's exit code.
+ */
+int setup_wait_role(const char *config, bool primary, bool writable, int wait_s)
 {
     struct plan_member m[APPCONF_MAX_MEMBERS];
     bool want[APPCONF_MAX_MEMBERS] = { false };
     char *err = NULL;
     struct ctl *c = ctl_open(config, &err);
     int idx, rc = SETUP_FAILED;
+    bool said_fenced = false, setup_done = false;
 
     if (!c) {
         fprintf(stderr, "mfactl setup: %s\n", err);
@@ -407,12 +435,23 @@ static int setup_wait_role(const char *config, bool primary, int wait_s)
            primary ? "the primary" : "a streaming standby", wait_s);
     for (;;) {
         memset(&m[idx], 0, sizeof(m[idx]));
-        ctl_fetch(c, m, want, false);
+        if (writable)
+            fetch_one(c, (size_t)idx, &m[idx], &setup_done);
+        else
+            ctl_fetch(c, m, want, false);
         /* fenced: created with --member hosts not there yet, it waits for a majority */
         if (m[idx].reachable && primary && m[idx].role == PLAN_ROLE_PRIMARY &&
-            (m[idx].writable || m[idx].fenced)) {
+            ((m[idx].writable && (!writable || setup_done)) || (m[idx].fenced && !writable))) {
             rc = SETUP_OK;
             break;
+        }
+        if (writable && !said_fenced && m[idx].reachable && m[idx].role == PLAN_ROLE_PRIMARY &&
+            m[idx].fenced) {
+            said_fenced = true;
+            printf("wait  member %s is primary but fenced until a majority of cluster.members "
+                   "answers: join the other members now (mfactl setup --join)\n",
+                   m[idx].id);
+            fflush(stdout);
         }
         if (m[idx].reachable && !primary && m[idx].role == PLAN_ROLE_STANDBY &&
             m[idx].streaming == 1) {
@@ -421,11 +460,14 @@ static int setup_wait_role(const char *config, bool primary, int wait_s)
         }
         if (ctl_elapsed_s(c) >= wait_s || !ctl_sleep(c, 1.0)) {
             fprintf(stderr,
-                    "mfactl setup: not %s after %d s (last: %s%s%s); see journalctl -u "
+                    "mfactl setup: not %s after %d s (last: %s%s%s%s); see journalctl -u "
                     "mfa-replicator\n",
                     primary ? "primary" : "streaming", wait_s,
                     m[idx].reachable ? m[idx].role_name : "no answer",
-                    m[idx].reachable && m[idx].task[0] ? ", task " : "", m[idx].task);
+                    m[idx].reachable && m[idx].task[0] ? ", task " : "", m[idx].task,
+                    writable && m[idx].writable && !setup_done
+                        ? ", writable but the database setup is not done"
+                        : "");
             break;
         }
     }
@@ -481,7 +523,7 @@ int setup_start_and_wait(const char *config, const struct setup_args *a, bool pr
     }
     if (start_units() < 0)
         return SETUP_FAILED;
-    return setup_wait_role(config, primary,
+    return setup_wait_role(config, primary, false,
                            a->wait_s ? a->wait_s
                            : primary ? SETUP_WAIT_PRIMARY_S
                                      : SETUP_WAIT_JOIN_S);

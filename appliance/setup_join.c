@@ -13,7 +13,6 @@
 
 #include <event2/event.h>
 #include <jansson.h>
-#include <openssl/crypto.h>
 
 #include "errmsg.h"
 #include "httpclient.h"
@@ -179,24 +178,6 @@ static size_t join_members(json_t *cl, struct setup_member *m)
     return n;
 }
 
-/* True when both keyrings hold the same keys under the same ids. */
-static bool same_keys(const struct keyring *a, const struct keyring *b)
-{
-    if (a->npepper != b->npepper || a->nseal != b->nseal)
-        return false;
-    for (size_t i = 0; i < a->npepper; i++) {
-        const struct key_entry *k = keyring_find(b, KEY_PEPPER, a->pepper[i].id);
-        if (!k || CRYPTO_memcmp(k->key, a->pepper[i].key, KEY_LEN) != 0)
-            return false;
-    }
-    for (size_t i = 0; i < a->nseal; i++) {
-        const struct key_entry *k = keyring_find(b, KEY_SEAL, a->seal[i].id);
-        if (!k || CRYPTO_memcmp(k->key, a->seal[i].key, KEY_LEN) != 0)
-            return false;
-    }
-    return true;
-}
-
 /* Splits HOST[:PORT] ("[v6]:PORT" for IPv6) into <host> and *port (unchanged when none). */
 static int parse_host(const char *s, char *host, size_t size, int *port, char **err)
 {
@@ -312,7 +293,7 @@ int setup_join(const char *config, const struct setup_args *a)
     if (have_keys) {
         if (keyfile_load(c.appliance.key_file, &have, &err) < 0)
             goto out;
-        if (!same_keys(&have, &fetched)) {
+        if (!keyring_equal(&have, &fetched)) {
             keyring_wipe(&have);
             err_set(&err, "%s holds other keys than the cluster's", c.appliance.key_file);
             goto out;

@@ -53,6 +53,8 @@ char *setup_read_text(const char *path, char **err);
 /* <data> put at <path> atomically with <mode> and owner <o> (NULL: ours). Returns 0, or -1. */
 int setup_write_file(const char *path, const char *data, size_t len, mode_t mode,
                      const struct setup_owner *o, char **err) MFA_MUSTCHECK;
+/* The directory part of <path> into <buf> ("." when none, "/" for a file in /). */
+void setup_dir_of(const char *path, char *buf, size_t size);
 /* Creates the missing directories above <path> (0755). Returns 0, or -1. */
 int setup_make_parent(const char *path, char **err) MFA_MUSTCHECK;
 /* Prints one step: "made  key file  /etc/...". */
@@ -85,12 +87,33 @@ char *setup_quoted(const char *s);
  * Returns mfactl's exit code.
  */
 int setup_start_and_wait(const char *config, const struct setup_args *a, bool primary);
+/*
+ * Polls this member's replicator until it is primary (<primary>; a fenced
+ * primary counts unless <writable>) or a streaming standby, at most <wait_s>
+ * seconds. Returns mfactl's exit code.
+ */
+int setup_wait_role(const char *config, bool primary, bool writable, int wait_s);
 /* A private (0700) temporary directory into <buf>. Returns 0, or -1. */
 int setup_temp_dir(char *buf, size_t size, char **err) MFA_MUSTCHECK;
 /* Removes files <names> of <dir>, then <dir>; "" is nothing. */
 void setup_temp_remove(const char *dir, const char *const *names, size_t n);
 /* Wipes and frees <s> (it may hold a private key); NULL is fine. */
 void setup_free_secret(char *s);
+
+/* setup.c, for restore (backup_cmd.c) too */
+/* Makes the data directory <dir> (0750) when missing; gives it to <o> either way. 0, or -1. */
+int setup_make_data_dir(const char *dir, const struct setup_owner *o, char **err) MFA_MUSTCHECK;
+/*
+ * Asks every other member's replicator for its /status: -1 with *err when
+ * one answers that it has data or is primary (a cluster exists), and with
+ * <strict> also when one gives an answer that cannot be trusted (TLS, HTTP,
+ * unparsable, or its port open without a reply); a member whose port does
+ * not answer is taken as gone. Prints one line a member. Returns 0, or -1.
+ */
+int setup_check_others(const char *config, bool strict, char **err) MFA_MUSTCHECK;
+/* Writes the one-shot bootstrap permission for member <id> (0600, owner <o>). 0, or -1. */
+int setup_write_allow(const struct appconf *c, const char *id, const struct setup_owner *o,
+                      char **err) MFA_MUSTCHECK;
 
 /* setup_join.c */
 int setup_join(const char *config, const struct setup_args *a);

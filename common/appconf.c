@@ -218,6 +218,7 @@ static const struct cfg_key appconf_keys[] = {
     INT("replicator.standby_timeout_ms", replicator.standby_timeout_ms, "2000", 500, 60000,
         CFG_RELOADABLE),
     STR("replicator.max_slot_wal_keep_size", replicator.max_slot_wal_keep_size, "1GB", 0),
+    STR("replicator.max_standby_streaming_delay", replicator.max_standby_streaming_delay, "30s", 0),
     INT("replicator.restart_backoff_max", replicator.restart_backoff_max, "30", 1, 3600, 0),
 
     /* mfa-balancer */
@@ -315,6 +316,31 @@ static int validate_radius(const struct appconf *conf, const char *name, char **
     return 0;
 }
 
+/*
+ * PostgreSQL's syntax for a time setting such as max_standby_streaming_delay:
+ * -1, or a non-negative integer with an optional unit (ms, s, min, h, d; none
+ * means ms). Checked here because the text goes into postgresql.conf, where
+ * a typo keeps PostgreSQL from starting on that member.
+ */
+static bool pg_duration_valid(const char *s)
+{
+    static const char *const units[] = { "", "ms", "s", "min", "h", "d" };
+    const char *p = s;
+
+    if (strcmp(s, "-1") == 0)
+        return true;
+    while (*p >= '0' && *p <= '9')
+        p++;
+    if (p == s || p - s > 9)
+        return false;
+    while (*p == ' ')
+        p++;
+    for (size_t i = 0; i < MFA_ARRAY_LEN(units); i++)
+        if (strcmp(p, units[i]) == 0)
+            return true;
+    return false;
+}
+
 /* The checks that span keys; see appconf_load(). */
 static int validate(struct appconf *conf, const char *name, char **err)
 {
@@ -363,6 +389,11 @@ static int validate(struct appconf *conf, const char *name, char **err)
     if (!appconf_local(conf))
         return err_set(err, "%s: appliance.member: \"%.40s\" is not one of cluster.members", name,
                        conf->appliance.member);
+    if (!pg_duration_valid(conf->replicator.max_standby_streaming_delay))
+        return err_set(err,
+                       "%s: replicator.max_standby_streaming_delay: \"%.40s\" is not -1 or a "
+                       "whole number with an optional unit (ms, s, min, h, d), e.g. \"30s\"",
+                       name, conf->replicator.max_standby_streaming_delay);
     if (conf->node.portal.idle_timeout_s > conf->node.portal.absolute_timeout_s)
         return err_set(
             err, "%s: node.portal.idle_timeout_s: %d is longer than absolute_timeout_s (%d)", name,

@@ -157,7 +157,8 @@ struct appconf {
         int peer_timeout_ms;    /* a peer unanswered this long is not seen */
         int standby_timeout_ms; /* a standby silent this long leaves synchronous_standby_names */
         char *max_slot_wal_keep_size;
-        int restart_backoff_max; /* seconds between restarts of a crashing PostgreSQL */
+        char *max_standby_streaming_delay; /* a standby query may hold up replay this long */
+        int restart_backoff_max;           /* seconds between restarts of a crashing PostgreSQL */
     } replicator;
     /* mfa-balancer */
     struct {

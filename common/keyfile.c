@@ -39,7 +39,6 @@
 #include "fsutil.h"
 #include "ids.h"
 
-#define KEYFILE_SIZE_MAX 65536
 #define KEYFILE_TEXT_MAX 4096 /* what we write: KEYRING_MAX * 2 lines of < 80 */
 #define KEY_B64_LEN      B64_ENCODED_LEN(KEY_LEN)
 
@@ -92,6 +91,23 @@ const struct key_entry *keyring_find(const struct keyring *kr, enum key_kind kin
         if (list[i].id == id)
             return &list[i];
     return NULL;
+}
+
+bool keyring_equal(const struct keyring *a, const struct keyring *b)
+{
+    if (a->npepper != b->npepper || a->nseal != b->nseal)
+        return false;
+    for (size_t i = 0; i < a->npepper; i++) {
+        const struct key_entry *k = keyring_find(b, KEY_PEPPER, a->pepper[i].id);
+        if (!k || CRYPTO_memcmp(k->key, a->pepper[i].key, KEY_LEN) != 0)
+            return false;
+    }
+    for (size_t i = 0; i < a->nseal; i++) {
+        const struct key_entry *k = keyring_find(b, KEY_SEAL, a->seal[i].id);
+        if (!k || CRYPTO_memcmp(k->key, a->seal[i].key, KEY_LEN) != 0)
+            return false;
+    }
+    return true;
 }
 
 void keyring_wipe(struct keyring *kr)

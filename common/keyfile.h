@@ -18,6 +18,7 @@
 #ifndef MFA_KEYFILE_H
 #define MFA_KEYFILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,9 +29,10 @@ enum key_kind {
     KEY_SEAL,
 };
 
-#define KEY_LEN        32
-#define KEYRING_MAX    8
-#define KEYRING_ID_MAX 2147483648u /* 2^31 */
+#define KEY_LEN          32
+#define KEYFILE_SIZE_MAX 65536 /* bytes of a key file's text, at most */
+#define KEYRING_MAX      8
+#define KEYRING_ID_MAX   2147483648u /* 2^31 */
 
 struct key_entry {
     uint32_t id;
@@ -104,6 +106,12 @@ const struct key_entry *keyring_current(const struct keyring *kr, enum key_kind 
 
 /* The key of <kind> with id <id>, or NULL. */
 const struct key_entry *keyring_find(const struct keyring *kr, enum key_kind kind, uint32_t id);
+
+/*
+ * True when both keyrings hold the same keys under the same ids, in any
+ * order. Keys are compared in constant time (CRYPTO_memcmp).
+ */
+bool keyring_equal(const struct keyring *a, const struct keyring *b);
 
 /* Wipes all keys (OPENSSL_cleanse) and empties the keyring. NULL is fine. */
 void keyring_wipe(struct keyring *kr);

@@ -137,7 +137,9 @@ static const char user_sql[] =
     " CASE WHEN m.method = 'sms' THEN (SELECT count(*) FROM sms_sends s"
     "   WHERE s.at > now() - interval '1 hour') END"
     " FROM users u CROSS JOIN LATERAL (SELECT coalesce($4, u.method) AS method) m"
-    " LEFT JOIN LATERAL (SELECT * FROM oath_tokens t WHERE t.user_id = u.id"
+    /* Columns named, never *: a later release may add columns (docs/upgrade.md). */
+    " LEFT JOIN LATERAL (SELECT t.id, t.kind, t.algorithm, t.digits, t.period, t.counter,"
+    "   t.last_step, t.drift, t.seed_sealed, t.serial FROM oath_tokens t WHERE t.user_id = u.id"
     "   AND t.kind = m.method ORDER BY t.id DESC LIMIT 1) t ON true"
     " WHERE lower(u.username) = lower($1)";
 

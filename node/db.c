@@ -12,6 +12,13 @@
  *
  * A write connection to a new address replaces the old one; its pending
  * writes fail through their callbacks, and the caller answers read_only.
+ *
+ * The local database's schema version is read when the local database comes
+ * up and then every NODEDB_SCHEMA_POLL_MS (every tick while it is unknown or
+ * incompatible): a rolling upgrade migrates the schema under running nodes
+ * (docs/upgrade.md), and a node outside the range schema_compatible() allows
+ * says so on /status and stops being ready. A failed read keeps the last
+ * version known.
  */
 #include "db.h"
 
@@ -23,6 +30,7 @@
 #include "errmsg.h"
 #include "log.h"
 #include "primary.h"
+#include "schema.h"
 #include "secrets.h"
 
 #define PROBE_TIMEOUT_MS 900
@@ -62,7 +70,9 @@ struct nodedb {
     char probe_addr[64]; /* what it named: "" for none */
     int probe_port;
     bool probing;
-    bool closing; /* in nodedb_free(): callbacks may not queue more */
+    bool schema_reading;
+    uint64_t schema_read_ms; /* when the last read of the schema version started, 0 never */
+    bool closing;            /* in nodedb_free(): callbacks may not queue more */
     void (*on_primary)(void *arg, struct pgconn *primary);
     void *on_primary_arg;
     uint64_t last_probe_ok_ms;
@@ -264,6 +274,7 @@ struct nodedb *nodedb_new(struct event_base *base, const struct appconf *conf,
     }
     db->status.replay_lag_s = -1;
     db->status.lag_bytes = -1;
+    db->status.schema_version = -1;
     db->watch = primary_watch_new(base, conf, on_replicator, db, &werr);
     if (!db->watch)
         log_notice("db.primary_source replicator=off reason=%s", werr);
@@ -423,6 +434,70 @@ void nodedb_on_primary(struct nodedb *db, void (*fn)(void *arg, struct pgconn *p
     fn(arg, db->primary[0]);
 }
 
+/* Logs a change of the schema version, at error level when this build cannot work with it. */
+static void schema_changed(int from, int to)
+{
+    if (schema_compatible(to))
+        log_notice("db.schema version=%d from=%d compatible=true min=%d max=%d", to, from,
+                   schema_latest() - 1, schema_latest() + 1);
+    else
+        log_error("db.schema version=%d from=%d compatible=false min=%d max=%d: this release "
+                  "does not work with the database's schema; the node is not ready",
+                  to, from, schema_latest() - 1, schema_latest() + 1);
+}
+
+static void schema_done(void *arg, const PGresult *res, const char *err)
+{
+    struct nodedb *db = arg;
+    char state[6];
+    int version;
+
+    db->schema_reading = false;
+    if (err) {
+        /* 42P01 undefined_table: no migration has run yet (a cluster being made). */
+        if (!pgconn_err_sqlstate(err, state) || strcmp(state, "42P01") != 0) {
+            log_warn("db.schema_read_failed err=%s", err);
+            return;
+        }
+        version = 0;
+    } else {
+        version = atoi(PQgetvalue(res, 0, 0));
+    }
+    if (version != db->status.schema_version)
+        schema_changed(db->status.schema_version, version);
+    db->status.schema_version = version;
+}
+
+/* Reads the local schema version unless a read is under way. */
+static void schema_read(struct nodedb *db)
+{
+    static const char sql[] = "SELECT coalesce(max(version), 0) FROM schema_version";
+    char *err = NULL;
+
+    if (db->schema_reading || db->closing)
+        return;
+    db->schema_read_ms = clock_mono_ms();
+    if (pgconn_query(db->local[0], sql, 0, NULL, PGCONN_SYNC_DEFAULT, PROBE_TIMEOUT_MS, schema_done,
+                     db, &err) < 0) {
+        log_error("db.schema_read_failed err=%s", err);
+        free(err);
+        return;
+    }
+    db->schema_reading = true;
+}
+
+/*
+ * How long after the last read the schema version is read again: on every
+ * tick while this node cannot work with it (a cluster being made gets its
+ * migrations a moment after the node starts), else every NODEDB_SCHEMA_POLL_MS.
+ */
+static uint64_t schema_poll_ms(const struct nodedb *db)
+{
+    int v = db->status.schema_version;
+
+    return v >= 0 && schema_compatible(v) ? NODEDB_SCHEMA_POLL_MS : 0;
+}
+
 static void probe_done(void *arg, const PGresult *res, const char *err)
 {
     struct nodedb *db = arg;
@@ -436,8 +511,10 @@ static void probe_done(void *arg, const PGresult *res, const char *err)
         st->local_up = false;
         return;
     }
-    if (!st->local_up)
+    if (!st->local_up) {
         log_notice("db.local_up");
+        schema_read(db);
+    }
     st->local_up = true;
     db->last_probe_ok_ms = clock_mono_ms();
     recovery = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
@@ -477,6 +554,8 @@ void nodedb_tick(struct nodedb *db)
 
     if (db->last_probe_ok_ms && clock_mono_ms() - db->last_probe_ok_ms > LOCAL_STALE_MS)
         db->status.local_up = false;
+    if (db->status.local_up && clock_mono_ms() - db->schema_read_ms >= schema_poll_ms(db))
+        schema_read(db);
     if (db->probing)
         return;
     if (pgconn_query(db->local[0], probe, 0, NULL, PGCONN_SYNC_DEFAULT, PROBE_TIMEOUT_MS,

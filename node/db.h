@@ -53,7 +53,14 @@ struct nodedb_status {
     double replay_lag_s;   /* standby: seconds since the last replayed commit, -1 unknown */
     int64_t lag_bytes;     /* standby: received but not yet replayed WAL, -1 unknown */
     double clock_offset_s; /* the database's clock minus ours */
+    int schema_version;    /* the local database's schema_version, -1 not read yet */
 };
+
+/*
+ * How often a compatible schema version is read again (at once when the local
+ * database comes up, and every tick while it is unknown or incompatible).
+ */
+#define NODEDB_SCHEMA_POLL_MS 10000
 
 /* Returned by nodedb_write() when no primary is reachable. */
 #define NODEDB_READ_ONLY 1

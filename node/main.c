@@ -35,7 +35,9 @@
 #include "node.h"
 #include "portal.h"
 #include "radius_server.h"
+#include "schema.h"
 #include "tls.h"
+#include "tokens.h"
 #include "users.h"
 #include "worker.h"
 
@@ -51,10 +53,29 @@ static void handle_ready(struct evhttp_request *req, void *arg)
     struct nodedb_status st;
 
     nodedb_get_status(n->db, &st);
-    if (st.local_up && apikeys_loaded(n->apikeys))
-        http_reply_json(req, 200, json_pack("{s:s}", "status", "ready"));
-    else
+    if (!st.local_up || !apikeys_loaded(n->apikeys)) {
         http_reply_error(req, 503, "not_ready", "the local database does not answer");
+    } else if (st.schema_version < 0) {
+        http_reply_error(req, 503, "not_ready", "the database's schema version is not read yet");
+    } else if (!schema_compatible(st.schema_version)) {
+        http_reply_error(req, 503, "schema_incompatible",
+                         "the database's schema is at version %d; this release (%s) works with %d "
+                         "to %d",
+                         st.schema_version, MFA_VERSION, schema_latest() - 1, schema_latest() + 1);
+    } else {
+        http_reply_json(req, 200, json_pack("{s:s}", "status", "ready"));
+    }
+}
+
+/* "schema" of /status: the database's version (null before the first read) and the range. */
+static json_t *schema_json(const struct nodedb_status *st)
+{
+    bool known = st->schema_version >= 0;
+
+    return json_pack("{s:o?, s:i, s:i, s:b}", "database",
+                     known ? json_integer(st->schema_version) : NULL, "min", schema_latest() - 1,
+                     "max", schema_latest() + 1, "compatible",
+                     known && schema_compatible(st->schema_version));
 }
 
 static json_t *status_json(struct node *n)
@@ -70,6 +91,7 @@ static json_t *status_json(struct node *n)
         nodedb_source_name(st.source), "replay_lag_s", st.replay_lag_s, "lag_bytes",
         (json_int_t)st.lag_bytes, "clock_offset_s", st.clock_offset_s, "draining",
         daemon_draining(n->d), "uptime_s", (json_int_t)((clock_mono_ms() - n->started_ms) / 1000));
+    json_object_set_new(out, "schema", schema_json(&st));
     auth_status(n, out);
     json_object_set_new(out, "sessions", json_integer((json_int_t)portal_sessions(n)));
     radius_server_status(n->radius, out);
@@ -95,6 +117,11 @@ static void handle_metrics(struct evhttp_request *req, void *arg)
                    st.local_up);
     metrics_single(out, "mfa_node_writable", METRIC_GAUGE, "A primary is reachable for writes.",
                    st.primary_up);
+    metrics_single(out, "mfa_node_schema_version", METRIC_GAUGE,
+                   "The local database's schema version (-1: not read yet).", st.schema_version);
+    metrics_single(out, "mfa_node_schema_compatible", METRIC_GAUGE,
+                   "This release works with the local database's schema.",
+                   st.schema_version >= 0 && schema_compatible(st.schema_version));
     metrics_single(out, "mfa_node_replay_lag_seconds", METRIC_GAUGE,
                    "Seconds since the last replayed commit on a standby (-1: primary).",
                    st.replay_lag_s);
@@ -130,6 +157,7 @@ static const struct http_route routes[] = {
     { EVHTTP_REQ_PATCH | EVHTTP_REQ_PUT, "/api/v1/users/", true, users_handle_update },
     { EVHTTP_REQ_DELETE, "/api/v1/users/", true, users_handle_delete },
     { EVHTTP_REQ_POST, "/api/v1/users/", true, users_handle_action },
+    { EVHTTP_REQ_POST, "/api/v1/tokens/import", false, tokens_handle_import },
     { EVHTTP_REQ_GET, "/api/v1/audit-log", false, users_handle_audit_log },
     { EVHTTP_REQ_GET, "/api/v1/auth-log", false, users_handle_auth_log },
     { EVHTTP_REQ_GET, "/portal", false, portal_handle },

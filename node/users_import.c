@@ -3,7 +3,8 @@
  * csv.h), with a report per row.
  *
  * The first record names the columns, in any order: username and method are
- * required, display_name, email, phone and pin optional; any other column,
+ * required, display_name, email, phone, pin and disabled (true or false,
+ * empty: false; what mfactl export writes) optional; any other column,
  * or one named twice, rejects the file. Then at most IMPORT_ROWS_MAX rows
  * (the body limit of the HTTP server applies too). A file that is not CSV
  * (an unterminated quote, ...) is rejected whole, and nothing is written.
@@ -44,6 +45,7 @@ enum column {
     COL_PHONE,
     COL_METHOD,
     COL_PIN,
+    COL_DISABLED,
     COL_COUNT,
 };
 
@@ -51,6 +53,7 @@ static const char *const column_names[] = {
     [COL_USERNAME] = "username", [COL_DISPLAY_NAME] = "display_name",
     [COL_EMAIL] = "email",       [COL_PHONE] = "phone",
     [COL_METHOD] = "method",     [COL_PIN] = "pin",
+    [COL_DISABLED] = "disabled",
 };
 
 enum row_result {
@@ -109,7 +112,7 @@ static int read_header(struct import_job *j, const struct csv_record *rec, char 
         if (c == COL_COUNT)
             return err_set(err,
                            "line %zu: unknown column \"%.64s\"; the columns are username, "
-                           "display_name, email, phone, method and pin",
+                           "display_name, email, phone, method, pin and disabled",
                            rec->line, name);
         if (j->pos[c] >= 0)
             return err_set(err, "line %zu: column %s is named twice", rec->line, column_names[c]);
@@ -127,6 +130,18 @@ static int read_header(struct import_job *j, const struct csv_record *rec, char 
 static const char *field(const struct import_job *j, const struct csv_record *rec, enum column c)
 {
     return j->pos[c] < 0 ? "" : rec->fields[j->pos[c]];
+}
+
+/* The disabled column: "true" or "false" (any case), empty or absent false. */
+static int parse_disabled(const char *v, int *out, char **err)
+{
+    if (!*v || strcasecmp(v, "false") == 0)
+        *out = 0;
+    else if (strcasecmp(v, "true") == 0)
+        *out = 1;
+    else
+        return err_set(err, "disabled: must be true or false, not \"%.16s\"", v);
+    return 0;
 }
 
 /*
@@ -155,13 +170,16 @@ static int read_row(struct import_job *j, const struct csv_record *rec, struct i
     f.phone = field(j, rec, COL_PHONE);
     f.method = field(j, rec, COL_METHOD);
     f.pin = *field(j, rec, COL_PIN) ? field(j, rec, COL_PIN) : NULL;
+    if (parse_disabled(field(j, rec, COL_DISABLED), &f.disabled, &err) < 0)
+        goto invalid;
     if (users_fields_check(&f, true, &err) < 0)
         goto invalid;
     if (f.pin && pin_hash(&j->n->keys, f.pin, hash, sizeof(hash), &err) < 0)
         goto invalid;
-    o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s?}", "line", (json_int_t)rec->line, "username",
-                  f.username, "display_name", f.display_name, "email", f.email, "phone", f.phone,
-                  "method", f.method, "pin_hash", f.pin ? hash : NULL);
+    o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s?, s:b}", "line", (json_int_t)rec->line,
+                  "username", f.username, "display_name", f.display_name, "email", f.email, "phone",
+                  f.phone, "method", f.method, "pin_hash", f.pin ? hash : NULL, "disabled",
+                  f.disabled == 1);
     secret_wipe(hash, sizeof(hash));
     if (!o || json_array_append_new(batch, o) < 0)
         return -1;
@@ -292,13 +310,17 @@ void users_handle_import(struct evhttp_request *req, void *arg)
 {
     static const char sql[] =
         "WITH r AS (SELECT * FROM json_to_recordset($1::json) AS r(line integer, username text,"
-        "  display_name text, email text, phone text, method text, pin_hash text)),"
-        " u AS (INSERT INTO users (username, display_name, email, phone, method, pin_hash)"
-        "  SELECT username, display_name, email, phone, method, pin_hash FROM r ORDER BY line"
-        "  ON CONFLICT DO NOTHING RETURNING username, method, pin_hash IS NOT NULL AS has_pin),"
+        "  display_name text, email text, phone text, method text, pin_hash text,"
+        "  disabled boolean)),"
+        " u AS (INSERT INTO users (username, display_name, email, phone, method, pin_hash,"
+        "  disabled)"
+        "  SELECT username, display_name, email, phone, method, pin_hash, disabled FROM r"
+        "  ORDER BY line ON CONFLICT DO NOTHING"
+        "  RETURNING username, method, pin_hash IS NOT NULL AS has_pin, disabled),"
         " a AS (INSERT INTO admin_audit (actor, node_id, action, target, detail)"
         "  SELECT $2, $3, 'user.import', u.username,"
-        "   jsonb_build_object('method', u.method, 'has_pin', u.has_pin) FROM u)"
+        "   jsonb_build_object('method', u.method, 'has_pin', u.has_pin, 'disabled', u.disabled)"
+        "  FROM u)"
         " SELECT username FROM u";
     struct node *n = arg;
     const char *type = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");

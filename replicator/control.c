@@ -137,6 +137,9 @@ json_t *control_status(struct repl *r)
     json_object_set_new(out, "fenced", json_boolean(r->fenced));
     json_object_set_new(out, "fence_reason",
                         r->fence_reason ? json_string(r->fence_reason) : json_null());
+    /* roles, database and migrations done since it became primary: mfactl restore waits */
+    json_object_set_new(out, "setup_done",
+                        json_boolean(primary && r->setup_ok && !r->setup_running));
     json_object_set_new(out, "bootstrap_pending", json_boolean(r->bootstrap_pending));
     json_object_set_new(out, "has_data",
                         json_boolean(r->role != ROLE_WITNESS && pgsetup_has_data(&r->paths)));

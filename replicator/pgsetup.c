@@ -162,6 +162,8 @@ int pgsetup_write_conf(const struct appconf *conf, const struct pgpaths *p, cons
     put_setting(&b, "max_slot_wal_keep_size", conf->replicator.max_slot_wal_keep_size);
     put(&b, "wal_keep_size = '256MB'\n");
     put(&b, "hot_standby = on\nhot_standby_feedback = on\n");
+    /* how long replay waits for a conflicting standby query (a backup's pg_dump) */
+    put_setting(&b, "max_standby_streaming_delay", conf->replicator.max_standby_streaming_delay);
     /* Standbys report every second: the primary drops a silent one fast. */
     put(&b, "wal_receiver_status_interval = '1s'\nwal_receiver_timeout = '10s'\n");
     put(&b, "wal_sender_timeout = '10s'\n");
@@ -171,6 +173,12 @@ int pgsetup_write_conf(const struct appconf *conf, const struct pgpaths *p, cons
     put(&b, "log_destination = 'stderr'\nlogging_collector = on\n");
     put_setting(&b, "log_directory", conf->appliance.data_dir);
     put(&b, "log_filename = 'postgresql.log'\nlog_file_mode = 0600\nlog_rotation_age = 0\n");
+    /*
+     * Messages in English whatever the host's locale: mfactl backup tells a
+     * recovery conflict by its text, and the node's role cannot set it per
+     * session (lc_messages is superuser-only).
+     */
+    put(&b, "lc_messages = 'C'\n");
     put(&b, "log_line_prefix = '%%m [%%p] %%q%%u@%%d '\n");
     put(&b, "log_connections = off\n");
     put_setting(&b, "synchronous_standby_names", role->sync_names ? role->sync_names : "");

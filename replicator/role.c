@@ -394,6 +394,7 @@ static void bootstrap_wait_up(struct repl *r)
     if (!r->local.up)
         return; /* the tick calls again */
     r->on_up = NULL;
+    r->setup_ok = false; /* /status setup_done: false until this primary's setup succeeds */
     if (setup_primary(r, bootstrap_setup_done, &err) < 0) {
         repl_task_end(r, err);
         free(err);
@@ -742,6 +743,7 @@ static void promote_slots(struct repl *r, const char *value, const char *err)
     if (err)
         log_error("promote.slots_failed err=%s", err);
     /* Roles and migrations at leisure: the standbys need only the slots. */
+    r->setup_ok = false; /* /status setup_done: false until this primary's setup succeeds */
     if (setup_primary(r, promote_setup_done, &e) < 0) {
         log_error("promote.setup err=%s", e);
         free(e);

@@ -345,9 +345,10 @@ def why(st, doc):
     return f"{st}"
 
 
-def radius_request(secret, user, password, calling_station):
+def radius_request(secret, user, password, calling_station=None):
     """An Access-Request with User-Password, Calling-Station-Id (the person's
-    address, which the auth log keeps) and Message-Authenticator."""
+    address, which the auth log keeps; none when None) and
+    Message-Authenticator (RFC 3579 §3.2)."""
     auth = os.urandom(16)
     pw = password.encode().ljust((len(password) + 15) // 16 * 16 or 16, b"\0")
     hidden, prev = b"", auth
@@ -356,15 +357,25 @@ def radius_request(secret, user, password, calling_station):
         block = bytes(x ^ y for x, y in zip(pw[i:i + 16], b))
         hidden += block
         prev = block
-    cs = calling_station.encode()
-    attrs = (bytes([1, 2 + len(user)]) + user.encode() + bytes([2, 2 + len(hidden)]) + hidden
-             + bytes([31, 2 + len(cs)]) + cs)
+    attrs = bytes([1, 2 + len(user)]) + user.encode() + bytes([2, 2 + len(hidden)]) + hidden
+    if calling_station is not None:
+        cs = calling_station.encode()
+        attrs += bytes([31, 2 + len(cs)]) + cs
     ma_at = len(attrs)
     attrs += bytes([80, 18]) + bytes(16)
     ident = secrets.randbelow(256)
     head = bytes([1, ident]) + struct.pack("!H", 20 + len(attrs)) + auth
     mac = hmac.new(secret, head + attrs, hashlib.md5).digest()
     return head + attrs[:ma_at + 2] + mac
+
+
+def enrol_totp(m, key, user):
+    """Makes <user> a TOTP user through member <m> with admin <key>: (user, seed)."""
+    st, doc = m.node("POST", "/api/v1/users", {"username": user, "method": "totp"}, key=key)
+    assert st == 201, doc
+    st, doc = m.node("POST", f"/api/v1/users/{user}/totp", {}, key=key)
+    assert st == 201, doc
+    return user, otp_ref.b32decode(doc["secret"])
 
 
 # ---- the cluster ----
@@ -407,16 +418,9 @@ def cl():
         c.seeds, c.totp_users, c.sms_users = {}, [], {}
         prim = c.primary()
 
-        def enrol(i):
-            u = f"ct{i}"
-            st, doc = prim.node("POST", "/api/v1/users", {"username": u, "method": "totp"},
-                                key=c.admin_key)
-            assert st == 201, doc
-            st, doc = prim.node("POST", f"/api/v1/users/{u}/totp", {}, key=c.admin_key)
-            assert st == 201, doc
-            return u, otp_ref.b32decode(doc["secret"])
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            for u, seed in pool.map(enrol, range(TOTP_USERS)):
+            for u, seed in pool.map(lambda i: enrol_totp(prim, c.admin_key, f"ct{i}"),
+                                    range(TOTP_USERS)):
                 c.seeds[u] = seed
                 c.totp_users.append(u)
         for i in range(SMS_USERS):

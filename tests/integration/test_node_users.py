@@ -510,6 +510,29 @@ def test_csv_import_reports_every_row_and_writes_only_the_good_ones(cluster):
     assert [r[0] for r in audit] == ["imp-a", "imp-b", "imp-d"]
 
 
+def test_csv_import_disabled_column(cluster):
+    """mfactl export writes a disabled column: a disabled user stays disabled."""
+    n1 = cluster.nodes[0]
+    csv = ("username,method,disabled\n"
+           "dis-yes,totp,TRUE\n"
+           "dis-no,totp,false\n"
+           "dis-empty,totp,\n"
+           "dis-bad,totp,maybe\n")
+    status, rep = csv_post(n1, csv)
+    assert status == 200, rep
+    got = {r["username"]: r["result"] for r in rep["rows"]}
+    assert got == {"dis-yes": "created", "dis-no": "created", "dis-empty": "created",
+                   "dis-bad": "invalid"}
+    assert [r.get("detail", "") for r in rep["rows"]][3].startswith("disabled")
+    rows = db(cluster, "SELECT username, disabled FROM users WHERE username LIKE 'dis-%%'"
+                       " ORDER BY username")
+    assert rows == [("dis-empty", False), ("dis-no", False), ("dis-yes", True)]
+    assert n1.api("GET", path("dis-yes"))[1]["disabled"] is True
+    audit = db(cluster, "SELECT detail->>'disabled' FROM admin_audit"
+                        " WHERE action = 'user.import' AND target = 'dis-yes'")
+    assert audit == [("true",)]
+
+
 def test_csv_import_rejects_bad_files_whole(cluster):
     n1 = cluster.nodes[0]
     count = db(cluster, "SELECT count(*) FROM users")

@@ -114,6 +114,38 @@ static void test_errors(void **state)
         "nodes: unknown key");
 }
 
+/* replicator.max_standby_streaming_delay goes into postgresql.conf: only PostgreSQL's syntax. */
+static void test_standby_delay(void **state)
+{
+    static const char *const good_values[] = { "-1", "0",  "30s",  "250ms", "5min",
+                                               "2h", "1d", "1500", "30 s" };
+    static const char *const bad_values[] = { "",     "abc", "30 seconds",   "-5",
+                                              "1.5s", "s",   "99999999999s", "-1s" };
+    char text[400];
+
+    (void)state;
+    for (size_t i = 0; i < MFA_ARRAY_LEN(good_values) + MFA_ARRAY_LEN(bad_values); i++) {
+        bool ok = i < MFA_ARRAY_LEN(good_values);
+        const char *v = ok ? good_values[i] : bad_values[i - MFA_ARRAY_LEN(good_values)];
+        struct appconf c = { 0 };
+        char *err = NULL;
+
+        snprintf(text, sizeof(text),
+                 "cluster = { name = \"c\"; members = ( { id = \"n1\"; address = \"10.0.0.1\"; "
+                 "} ); }; appliance = { member = \"n1\"; }; replicator = { "
+                 "max_standby_streaming_delay = \"%s\"; };",
+                 v);
+        if (ok) {
+            if (appconf_load_string(text, "a.conf", &c, NULL, NULL, &err) != 0)
+                fail_msg("\"%s\" refused: %s", v, err);
+            assert_string_equal(c.replicator.max_standby_streaming_delay, v);
+            appconf_free(&c);
+        } else {
+            expect_error(text, "replicator.max_standby_streaming_delay");
+        }
+    }
+}
+
 /* A valid cluster with <node> inside "node = { ... };" */
 #define WITH_NODE(node)                                                                            \
     "cluster = { name = \"c\"; members = ( { id = \"n1\"; address = \"10.0.0.1\"; } ); };"         \
@@ -265,6 +297,7 @@ int main(void)
         cmocka_unit_test(test_good_file),      cmocka_unit_test(test_errors),
         cmocka_unit_test(test_file_on_disk),   cmocka_unit_test(test_radius_defaults),
         cmocka_unit_test(test_radius_clients), cmocka_unit_test(test_radius_errors),
+        cmocka_unit_test(test_standby_delay),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -410,6 +410,44 @@ static void test_format_round_trip(void **state)
     keyring_wipe(&kr);
 }
 
+/* keyring_equal(): same keys under the same ids in any order; any other key, id or count differs.
+ */
+static void test_keyring_equal(void **state)
+{
+    struct keyring a, b;
+
+    (void)state;
+    memset(&a, 0, sizeof(a));
+    a.npepper = 2;
+    a.pepper[0].id = 1;
+    a.pepper[1].id = 2;
+    a.nseal = 1;
+    a.seal[0].id = 1;
+    memset(a.pepper[0].key, 1, KEY_LEN);
+    memset(a.pepper[1].key, 2, KEY_LEN);
+    memset(a.seal[0].key, 3, KEY_LEN);
+    b = a;
+    b.pepper[0] = a.pepper[1]; /* the same keys listed in another order */
+    b.pepper[1] = a.pepper[0];
+    assert_true(keyring_equal(&a, &b));
+    assert_true(keyring_equal(&b, &a));
+    b.seal[0].key[KEY_LEN - 1] ^= 1; /* one bit of one key */
+    assert_false(keyring_equal(&a, &b));
+    b.seal[0] = a.seal[0];
+    b.pepper[1].id = 3; /* the same key under another id */
+    assert_false(keyring_equal(&a, &b));
+    b.pepper[1].id = 1;
+    b.nseal = 2; /* one key more */
+    b.seal[1].id = 2;
+    memset(b.seal[1].key, 4, KEY_LEN);
+    assert_false(keyring_equal(&a, &b));
+    assert_false(keyring_equal(&b, &a));
+    b.nseal = 1;
+    assert_true(keyring_equal(&a, &b));
+    keyring_wipe(&a);
+    keyring_wipe(&b);
+}
+
 static void test_load_content_errors(void **state)
 {
     struct tmp *t = *state;
@@ -437,6 +475,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rotate_high_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_content_errors, setup, teardown),
         cmocka_unit_test(test_format_round_trip),
+        cmocka_unit_test(test_keyring_equal),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
