@@ -398,10 +398,11 @@ class Cluster:
         # One more RADIUS client (an address or prefix) with the same secret:
         # a NAS that is not on loopback.
         self.radius_nas = radius_nas
-        self.stats_password = secrets.token_urlsafe(12)
+        self.stats_password = secrets.token_hex(12)
         # The shared secret of the one RADIUS client every node knows: the
         # loopback NAS of the demo, the tests and the benchmark.
-        self.radius_secret = secrets.token_urlsafe(18)
+        # (hex: a printed radclient command takes a secret that starts with '-' for an option)
+        self.radius_secret = secrets.token_hex(16)
         self.ca = os.path.join(base, "pki", "ca.crt")
         self._tls = None
         taken = set()

@@ -62,17 +62,18 @@ def test_demo_cluster_end_to_end():
         cmds = [line.strip() + " " + lines[i + 1].strip() for i, line in enumerate(lines)
                 if line.strip().startswith("printf 'User-Name")]
         assert len(cmds) == 2, p.stdout
-        out = subprocess.run(["bash", "-c", cmds[0]], capture_output=True, text=True,
-                             timeout=60).stdout
-        assert "Received Access-Challenge" in out, out
+        rc = subprocess.run(["bash", "-c", cmds[0]], capture_output=True, text=True, timeout=60)
+        out = rc.stdout
+        assert "Received Access-Challenge" in out, (rc.returncode, out, rc.stderr)
         state = re.search(r"State = (0x[0-9a-f]+)", out).group(1)
         node = c.by_id[bytes.fromhex(state[2:]).decode().split("-", 1)[0]]
         text = [m for m in node.sms() if m["to"] == user["phone"]][-1]["text"]
         code = re.match(r"(\d{6})\b", text).group(1)
-        out = subprocess.run(["bash", "-c", cmds[1].replace("<code>", code)
-                              .replace("<State>", state)], capture_output=True, text=True,
-                             timeout=60).stdout
-        assert "Received Access-Accept" in out, out
+        rc = subprocess.run(["bash", "-c", cmds[1].replace("<code>", code)
+                             .replace("<State>", state)], capture_output=True, text=True,
+                            timeout=60)
+        out = rc.stdout
+        assert "Received Access-Accept" in out, (rc.returncode, out, rc.stderr)
         # Twice is safe: the second run finds it running.
         p = demo(env, "up", build)
         assert p.returncode == 0 and "already running" in p.stdout
