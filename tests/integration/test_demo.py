@@ -144,4 +144,5 @@ def test_demo_cluster_end_to_end():
         if os.path.exists(os.path.join(d, "state.json")):
             demo(env, "stop")
         import shutil
-        shutil.rmtree(d, ignore_errors=True)
+        if not os.environ.get("MFA_KEEP"):
+            shutil.rmtree(d, ignore_errors=True)

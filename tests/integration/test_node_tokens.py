@@ -302,9 +302,14 @@ def test_pbkdf2_runs_off_the_event_loop(cluster):
     result = {}
 
     def run():
+        # The probes below may take the node's one import slot first: a client
+        # told 429 busy tries again, as the answer says.
         t0 = time.monotonic()
-        result["reply"] = post(n1, body, PSKC_TYPE, headers={"X-PSKC-Passphrase": passphrase},
-                               timeout=120)
+        while True:
+            result["reply"] = post(n1, body, PSKC_TYPE,
+                                   headers={"X-PSKC-Passphrase": passphrase}, timeout=120)
+            if result["reply"][0] != 429 or time.monotonic() - t0 > 60:
+                break
         result["took"] = time.monotonic() - t0
 
     th = threading.Thread(target=run)
