@@ -6,7 +6,8 @@
  * time, each step printed as it ends. When a step fails, the message says
  * what state the cluster was left in and what to run next; a switchover that
  * cannot finish puts the old primary back (POST /resume) so that nothing has
- * changed.
+ * changed. A switchover also drains the old primary on the balancers while
+ * its database restarts, and puts it back to ready at the end (struct held).
  *
  * The replicators do the work; mfactl only asks and watches. After a
  * promotion every other member that answered is told to follow the new
@@ -57,7 +58,8 @@ struct run {
     struct plan_member *m;         /* [n], cluster.members order */
     char (*bal)[SERVER_STATE_MAX]; /* [n]: the balancers' state of each, "" unknown */
     bool json;
-    FILE *out; /* progress */
+    json_t *extra; /* keys added to the --json status (owned), or NULL */
+    FILE *out;     /* progress */
 };
 
 enum {
@@ -233,6 +235,8 @@ static void print_json(struct run *r)
     for (size_t i = 0; i < r->n; i++)
         json_array_append_new(members, member_json(&r->m[i], r->bal[i]));
     doc = json_pack("{s:s, s:o}", "cluster", r->conf->cluster.name, "members", members);
+    if (doc && r->extra)
+        json_object_update(doc, r->extra);
     if (!doc || json_dumpf(doc, stdout, JSON_INDENT(2)) < 0)
         say_error(1, "cannot print the status as JSON (out of memory)");
     else
@@ -352,6 +356,8 @@ static void run_close(struct run *r)
     ctl_close(r->c);
     mfa_free(r->m);
     mfa_free(r->bal);
+    json_decref(r->extra);
+    r->extra = NULL;
 }
 
 /* The index of member <id>, or -1 after a usage error naming the members. */
@@ -498,19 +504,21 @@ static void print_promoted(struct run *r, size_t to, int64_t timeline)
 /*
  * After <primary> was promoted: tells every other member in <answered> to
  * follow it, names the ones that were down, waits until the told ones
- * stream, prints the cluster's status. Returns the exit code.
+ * stream. Sets targets[i] for the members told. Returns the exit code so
+ * far; report_followers() ends the job.
  */
-static int follow_new_primary(struct run *r, size_t primary, const bool *answered, double timeout_s)
+static int ask_to_follow(struct run *r, size_t primary, const bool *answered, double timeout_s,
+                         bool *targets)
 {
     const char *pid = r->conf->cluster.members[primary].id;
-    bool targets[APPCONF_MAX_MEMBERS] = { false };
     json_t *body = json_pack("{s:s}", "primary", pid);
-    size_t ntargets = 0, left = 0;
+    size_t ntargets = 0;
     int rc = CLUSTER_EXIT_OK;
 
     for (size_t i = 0; i < r->n; i++) {
         struct ctl_reply rep;
 
+        targets[i] = false;
         if (i == primary || (answered[i] && r->m[i].role == PLAN_ROLE_WITNESS))
             continue;
         if (!answered[i]) {
@@ -533,11 +541,22 @@ static int follow_new_primary(struct run *r, size_t primary, const bool *answere
     json_decref(body);
     if (ntargets) {
         progress(r, "waiting up to %g s for the others to stream from %s", timeout_s, pid);
-        left = await_streaming(r, targets, primary, timeout_s);
+        await_streaming(r, targets, primary, timeout_s);
     }
+    return rc;
+}
+
+/*
+ * Prints the cluster's status and names each member in <targets> that does
+ * not stream from <primary> yet. Returns <rc>, or 1 when one does not.
+ */
+static int report_followers(struct run *r, size_t primary, const bool *targets, int rc)
+{
+    const char *pid = r->conf->cluster.members[primary].id;
+
     ctl_fetch(r->c, r->m, NULL, true);
     print_status(r);
-    for (size_t i = 0; left && i < r->n; i++) {
+    for (size_t i = 0; i < r->n; i++) {
         char now[CELL_MAX];
 
         if (!targets[i] || plan_streams_from(&r->m[i], pid))
@@ -552,6 +571,15 @@ static int follow_new_primary(struct run *r, size_t primary, const bool *answere
         rc = CLUSTER_EXIT_FAILED;
     }
     return rc;
+}
+
+/* The steps after a promotion, for failover: ask_to_follow(), report_followers(). */
+static int follow_new_primary(struct run *r, size_t primary, const bool *answered, double timeout_s)
+{
+    bool targets[APPCONF_MAX_MEMBERS] = { false };
+    int rc = ask_to_follow(r, primary, answered, timeout_s, targets);
+
+    return report_followers(r, primary, targets, rc);
 }
 
 /* ---- status ------------------------------------------------------------------ */
@@ -579,10 +607,182 @@ int cluster_cmd_status(const char *config, bool json, int argc, char **argv)
 /* ---- switchover --------------------------------------------------------------- */
 
 /*
- * Abandons a switchover after <primary> was fenced: POST /resume. <why> says
- * what went wrong. Returns exit code 1.
+ * The old primary on the balancers. While a switchover runs, its PostgreSQL
+ * is stopped for a second or two, and a new sign-in its node took then would
+ * fail (503 database_unavailable). So the switchover drains it first on the
+ * balancers where it is ready: new work goes to the others, while its own
+ * challenges and portal sessions still reach it (they are not waited for:
+ * they need the database only for a moment, and the node keeps them). At the
+ * end it is put back to ready on exactly those balancers, once its node is
+ * ready again. A state the operator set (drain, maint) is never touched.
  */
-static int resume_primary(struct run *r, size_t primary, size_t to, const char *why)
+struct held {
+    size_t member;
+    size_t ndrained, nrestored;
+    bool drained[APPCONF_MAX_MEMBERS];  /* the balancers that took "drain" from "ready" */
+    bool restored[APPCONF_MAX_MEMBERS]; /* those of them that took "ready" again */
+};
+
+/* The ids of the balancers with set[i], as "n2, n3" into <buf>. */
+static const char *balancer_ids(const struct run *r, const bool *set, char *buf, size_t size)
+{
+    size_t len = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < r->n && len < size; i++) {
+        if (set[i])
+            len += (size_t)snprintf(buf + len, size - len, "%s%s", len ? ", " : "",
+                                    r->conf->cluster.members[i].id);
+    }
+    return buf;
+}
+
+/* The ids of the balancers with set[i], as a JSON array (new reference). */
+static json_t *balancer_ids_json(const struct run *r, const bool *set)
+{
+    json_t *a = json_array();
+
+    for (size_t i = 0; a && i < r->n; i++) {
+        if (set[i])
+            json_array_append_new(a, json_string(r->conf->cluster.members[i].id));
+    }
+    return a;
+}
+
+#define IDS_MAX (APPCONF_MAX_MEMBERS * SERVER_ID_MAX + 8)
+
+/*
+ * Drains member <p> on every balancer where it is "ready", into *h. A
+ * balancer that does not answer is named and the switchover goes on, as
+ * `mfactl drain` does: at worst a sign-in there meets the restart.
+ */
+static void drain_old_primary(struct run *r, size_t p, struct held *h)
+{
+    const char *id = r->conf->cluster.members[p].id;
+    struct server_move mv;
+    size_t answered = 0;
+    char ids[IDS_MAX];
+
+    memset(h, 0, sizeof(*h));
+    h->member = p;
+    h->ndrained = server_cmd_move(r->c, p, "ready", "drain", NULL, &mv);
+    for (size_t i = 0; i < mv.n; i++) {
+        answered += mv.up[i];
+        h->drained[i] = mv.outcome[i] == SERVER_TOOK;
+    }
+    if (!answered) {
+        progress(r, "no balancer answered: %s is not drained", id);
+        return;
+    }
+    for (size_t i = 0; i < mv.n; i++) {
+        const char *bal = r->conf->cluster.members[i].id;
+
+        if (!mv.up[i])
+            say_error(0, "warning: %s: its balancer does not answer (%s): %s is not drained there",
+                      bal, mv.why[i], id);
+        else if (mv.outcome[i] == SERVER_REFUSED || mv.outcome[i] == SERVER_FAILED)
+            say_error(0, "warning: %s: draining %s failed: %s; it may send %s new sign-ins", bal,
+                      id, mv.why[i], id);
+    }
+    if (h->ndrained)
+        progress(r, "drained %s on %s: new sign-ins go to the others while its database restarts",
+                 id, balancer_ids(r, h->drained, ids, sizeof(ids)));
+    else
+        progress(r, "%s is not ready on any balancer that answered: its state is left as it is",
+                 id);
+}
+
+/* Polls <p>'s node until GET /ready answers 200, for at most <timeout_s>. */
+static bool await_node_ready(struct run *r, size_t p, double timeout_s)
+{
+    bool want[APPCONF_MAX_MEMBERS] = { false };
+    double deadline = ctl_elapsed_s(r->c) + timeout_s;
+
+    want[p] = true;
+    for (;;) {
+        ctl_fetch(r->c, r->m, want, true);
+        if (r->m[p].node_ready)
+            return true;
+        if (ctl_elapsed_s(r->c) >= deadline || !ctl_sleep(r->c, STREAM_POLL_S))
+            return false;
+    }
+}
+
+/*
+ * Puts the member of *h back to "ready" on the balancers that drained it,
+ * once its node answers /ready 200 (within <timeout_s>): before that, new
+ * sign-ins would meet a database still starting. Where it is no longer
+ * "drain" (the operator changed it meanwhile) it is left alone. Says what
+ * is left for the operator to do; the exit code does not change.
+ */
+static void restore_old_primary(struct run *r, struct held *h, double timeout_s)
+{
+    const char *id = r->conf->cluster.members[h->member].id;
+    struct server_move mv;
+    char ids[IDS_MAX];
+
+    if (!h->ndrained)
+        return;
+    progress(r, "waiting up to %g s for %s's node to be ready before it takes new sign-ins",
+             timeout_s, id);
+    if (!await_node_ready(r, h->member, timeout_s)) {
+        say_error(0,
+                  "warning: %s's node is not ready %s: it stays drained on %s; once `mfactl "
+                  "status` shows it ready, run `mfactl ready %s`",
+                  id, ctl_interrupted(r->c) ? "and the wait was interrupted" : "after the wait",
+                  balancer_ids(r, h->drained, ids, sizeof(ids)), id);
+        return;
+    }
+    h->nrestored = server_cmd_move(r->c, h->member, "drain", "ready", h->drained, &mv);
+    for (size_t i = 0; i < mv.n; i++) {
+        const char *bal = r->conf->cluster.members[i].id;
+
+        h->restored[i] = mv.outcome[i] == SERVER_TOOK;
+        if (!h->drained[i] || h->restored[i])
+            continue;
+        if (!mv.up[i])
+            say_error(0,
+                      "warning: %s: its balancer does not answer (%s): %s stays drained there; "
+                      "run `mfactl ready %s` once it does",
+                      bal, mv.why[i], id, id);
+        else if (mv.outcome[i] == SERVER_NOT_ASKED)
+            progress(r, "%s: %s is %s there now, set meanwhile: left so", bal, id,
+                     mv.state[i][0] ? mv.state[i] : "not listed");
+        else
+            say_error(0, "warning: %s: putting %s back to ready failed: %s; run `mfactl ready %s`",
+                      bal, id, mv.why[i], id);
+    }
+    if (h->nrestored)
+        progress(r, "%s is ready again on %s", id, balancer_ids(r, h->restored, ids, sizeof(ids)));
+}
+
+/* For a switchover that ends with the old primary's state unclear. */
+static void note_still_drained(struct run *r, const struct held *h)
+{
+    const char *id = r->conf->cluster.members[h->member].id;
+    char ids[IDS_MAX];
+
+    if (h->ndrained)
+        say_error(0, "note: %s stays drained on %s; run `mfactl ready %s` once it serves again", id,
+                  balancer_ids(r, h->drained, ids, sizeof(ids)), id);
+}
+
+/* The --json status's "old_primary": what was drained and put back. */
+static json_t *held_json(const struct run *r, const struct held *h)
+{
+    return json_pack("{s:{s:s, s:o, s:o}}", "old_primary", "id",
+                     r->conf->cluster.members[h->member].id, "drained_on",
+                     balancer_ids_json(r, h->drained), "ready_again_on",
+                     balancer_ids_json(r, h->restored));
+}
+
+/*
+ * Abandons a switchover after <primary> was fenced: POST /resume, then puts
+ * it back on the balancers (*h). <why> says what went wrong. Returns exit
+ * code 1.
+ */
+static int resume_primary(struct run *r, size_t primary, size_t to, const char *why, struct held *h,
+                          double timeout_s)
 {
     const char *pid = r->m[primary].id;
     struct ctl_reply rep;
@@ -590,6 +790,7 @@ static int resume_primary(struct run *r, size_t primary, size_t to, const char *
     progress(r, "resuming %s as primary", pid);
     if (ctl_post(r->c, primary, "/resume", NULL, CTL_OTHER_TIMEOUT_MS, &rep) == 0) {
         ctl_reply_clear(&rep);
+        restore_old_primary(r, h, timeout_s);
         return say_error(1, "%s; resumed %s as primary: nothing has changed", why, pid);
     }
     say_error(1,
@@ -598,6 +799,7 @@ static int resume_primary(struct run *r, size_t primary, size_t to, const char *
               "what %s did not replay)",
               why, pid, rep.error, pid, r->m[to].id, r->m[to].id, r->m[to].id);
     ctl_reply_clear(&rep);
+    note_still_drained(r, h);
     return CLUSTER_EXIT_FAILED;
 }
 
@@ -643,7 +845,8 @@ int cluster_cmd_switchover(const char *config, bool json, int argc, char **argv)
     struct plan_decision d = { 0 };
     struct run r = { 0 };
     struct ctl_reply rep = { 0 };
-    bool answered[APPCONF_MAX_MEMBERS] = { false }, not_promoted;
+    struct held h = { 0 };
+    bool answered[APPCONF_MAX_MEMBERS] = { false }, targets[APPCONF_MAX_MEMBERS], not_promoted;
     const char *lsn_text;
     char why[2 * PLAN_WHY_MAX], *err = NULL;
     uint64_t shutdown_lsn;
@@ -673,27 +876,29 @@ int cluster_cmd_switchover(const char *config, bool json, int argc, char **argv)
         goto out;
     }
     p = d.primary;
+    drain_old_primary(&r, (size_t)p, &h);
 
     progress(&r, "fencing %s (checkpoint and stop)", r.m[p].id);
     if (ctl_post(r.c, (size_t)p, "/fence", NULL, CTL_FENCE_TIMEOUT_MS, &rep) < 0) {
         if (rep.status >= 400 && rep.status <= 499) {
+            restore_old_primary(&r, &h, a.timeout_s);
             rc = say_error(1, "fencing %s failed: %s; nothing was changed", r.m[p].id, rep.error);
             goto out;
         }
         snprintf(why, sizeof(why), "fencing %s failed: %s", r.m[p].id, rep.error);
-        rc = resume_primary(&r, (size_t)p, (size_t)to, why);
+        rc = resume_primary(&r, (size_t)p, (size_t)to, why, &h, a.timeout_s);
         goto out;
     }
     lsn_text = json_string_value(json_object_get(rep.json, "shutdown_lsn"));
     if (!lsn_text || plan_lsn_parse(lsn_text, &shutdown_lsn) < 0) {
         snprintf(why, sizeof(why), "%s's /fence reply has no valid \"shutdown_lsn\"", r.m[p].id);
-        rc = resume_primary(&r, (size_t)p, (size_t)to, why);
+        rc = resume_primary(&r, (size_t)p, (size_t)to, why, &h, a.timeout_s);
         goto out;
     }
     progress(&r, "%s stopped at %s; waiting up to %g s for %s to replay it", r.m[p].id, lsn_text,
              a.timeout_s, r.m[to].id);
     if (await_replay(&r, (size_t)to, shutdown_lsn, a.timeout_s, why, sizeof(why)) < 0) {
-        rc = resume_primary(&r, (size_t)p, (size_t)to, why);
+        rc = resume_primary(&r, (size_t)p, (size_t)to, why, &h, a.timeout_s);
         goto out;
     }
 
@@ -701,7 +906,7 @@ int cluster_cmd_switchover(const char *config, bool json, int argc, char **argv)
     if (promote(&r, (size_t)to, &timeline, &not_promoted, &err) < 0) {
         if (not_promoted) {
             snprintf(why, sizeof(why), "promoting %s failed: %s", r.m[to].id, err);
-            rc = resume_primary(&r, (size_t)p, (size_t)to, why);
+            rc = resume_primary(&r, (size_t)p, (size_t)to, why, &h, a.timeout_s);
         } else {
             rc = say_error(1,
                            "promoting %s gave no clear answer: %s. %s is stopped. Run `mfactl "
@@ -709,11 +914,16 @@ int cluster_cmd_switchover(const char *config, bool json, int argc, char **argv)
                            "if it is still a standby, run `mfactl switchover --to %s` again",
                            r.m[to].id, err, r.m[p].id, r.m[to].id, r.m[p].id, r.m[to].id,
                            r.m[to].id);
+            note_still_drained(&r, &h);
         }
         goto out;
     }
     print_promoted(&r, (size_t)to, timeline);
-    rc = follow_new_primary(&r, (size_t)to, answered, a.timeout_s);
+    /* The old primary streams from <to> (it is among the targets) before its node is awaited. */
+    rc = ask_to_follow(&r, (size_t)to, answered, a.timeout_s, targets);
+    restore_old_primary(&r, &h, a.timeout_s);
+    r.extra = held_json(&r, &h);
+    rc = report_followers(&r, (size_t)to, targets, rc);
 out:
     free(err);
     ctl_reply_clear(&rep);

@@ -33,7 +33,7 @@
 #define DRAIN_TIMEOUT_S 300.0
 #define MAX_TIMEOUT_S   86400.0
 #define DRAIN_POLL_S    0.5
-#define WHY_MAX         256
+#define WHY_MAX         SERVER_WHY_MAX
 
 /* ---- replies ------------------------------------------------------------- */
 
@@ -219,6 +219,54 @@ size_t server_cmd_states(struct ctl *c, char (*states)[SERVER_STATE_MAX])
     }
     free(b);
     return answered;
+}
+
+size_t server_cmd_move(struct ctl *c, size_t idx, const char *from, const char *to,
+                       const bool *only, struct server_move *mv)
+{
+    const char *id = ctl_conf(c)->cluster.members[idx].id;
+    struct balancers *b = calloc(1, sizeof(*b));
+    struct ctl_call calls[APPCONF_MAX_MEMBERS];
+    json_t *body = json_pack("{s:s}", "state", to);
+    char path[64];
+    size_t ncalls = 0, took = 0;
+
+    memset(mv, 0, sizeof(*mv));
+    if (!b || !body) {
+        free(b);
+        json_decref(body);
+        return 0;
+    }
+    fetch_balancers(c, b);
+    mv->n = b->n;
+    snprintf(path, sizeof(path), "/servers/%s", id);
+    for (size_t i = 0; i < b->n; i++) {
+        const struct server_entry *e = b->up[i] ? server_cmd_find(&b->view[i], id) : NULL;
+
+        mv->up[i] = b->up[i];
+        snprintf(mv->why[i], SERVER_WHY_MAX, "%s", b->up[i] ? "" : b->why[i]);
+        snprintf(mv->state[i], SERVER_STATE_MAX, "%s", e ? e->state : "");
+        if (e && (!only || only[i]) && strcmp(e->state, from) == 0)
+            calls[ncalls++] = (struct ctl_call){ i,    CTL_API_BALANCER,     "POST", path,
+                                                 body, CTL_OTHER_TIMEOUT_MS, { 0 } };
+    }
+    if (ncalls)
+        ctl_call_all(c, calls, ncalls);
+    for (size_t k = 0; k < ncalls; k++) {
+        struct ctl_reply *r = &calls[k].reply;
+        size_t i = calls[k].idx;
+
+        mv->outcome[i] = server_cmd_post_outcome(r->status, r->json, to);
+        if (mv->outcome[i] == SERVER_TOOK)
+            took++;
+        else
+            snprintf(mv->why[i], SERVER_WHY_MAX, "%s",
+                     r->error ? r->error : "the reply does not confirm the state");
+        ctl_reply_clear(r);
+    }
+    json_decref(body);
+    free(b);
+    return took;
 }
 
 /* ---- the commands ---------------------------------------------------------- */

@@ -102,6 +102,27 @@ struct ctl;
  */
 size_t server_cmd_states(struct ctl *c, char (*states)[SERVER_STATE_MAX]);
 
+#define SERVER_WHY_MAX 256
+
+/* What server_cmd_move() found and did on each member's balancer. */
+struct server_move {
+    size_t n;                                          /* balancers: cluster.nmembers */
+    bool up[APPCONF_MAX_MEMBERS];                      /* its GET /status answered */
+    char state[APPCONF_MAX_MEMBERS][SERVER_STATE_MAX]; /* up: the member's state there, "" none */
+    enum server_outcome outcome[APPCONF_MAX_MEMBERS];  /* SERVER_NOT_ASKED: not up or not <from> */
+    char why[APPCONF_MAX_MEMBERS][SERVER_WHY_MAX];     /* !up, REFUSED or FAILED: why */
+};
+
+/*
+ * For mfactl switchover: sets member <idx>'s state to <to> on every balancer
+ * that answers, is in <only> (NULL: any) and keeps the member in state <from>
+ * now, all at once; a balancer where the operator set another state is left
+ * alone. Fills *mv (the caller reports) and returns how many took <to>
+ * (mv->outcome[i] == SERVER_TOOK).
+ */
+size_t server_cmd_move(struct ctl *c, size_t idx, const char *from, const char *to,
+                       const bool *only, struct server_move *mv);
+
 /* mfactl drain NODE [--wait] [--timeout S] */
 int server_cmd_drain(const char *config, bool json, int argc, char **argv);
 

@@ -848,7 +848,7 @@ static void print_assign(const char *serial, const struct assign_out *o, bool js
     }
     printf("token %s assigned to %s", serial, o->user);
     if (strcmp(o->method_was, o->method) != 0)
-        printf("; their method was %s", o->method_was);
+        printf("; they now sign in with it (method %s, was %s)", o->method, o->method_was);
     if (json_array_size(o->others))
         printf("; unassigned from them: %s", names);
     if (o->previous[0] && o->previous_left == 0)

@@ -9,6 +9,14 @@ SMS sign-ins (code from the file outbox) and admin writes.
     sign-in fails, and every node reports schema V+1, compatible, ready.
     Then (load stopped) V+2 makes every node incompatible and /ready 503;
     removing that row brings them back (the negative control).
+  - test_switchover_drains_the_old_primary_itself: a plain `mfactl
+    switchover` under the load, the old primary not drained beforehand: the
+    command drains it on the balancers while its PostgreSQL restarts and
+    puts it back to ready at the end. No sign-in fails, no acknowledged
+    write is lost.
+  - test_switchover_leaves_an_operators_state_alone: the old primary in
+    maint on one balancer (set by the operator) stays so; on the other it is
+    drained and made ready again.
   - test_rolling_restart: `mfactl upgrade-plan --json`, then its steps in
     order under the load: drain, ready and switchover by running the
     command, upgrade by restarting the member's processes as a package
@@ -60,6 +68,7 @@ class Load:
         self.acked = []    # admin writes answered 201
         self.read_only = []  # (t0, t1) of admin writes refused 503 read_only, then retried
         self.errors = []
+        self.sms_nodes = []  # (t0, node id) of every SMS challenge started
         self.turn = 0
 
     def lb(self):
@@ -134,6 +143,8 @@ class Load:
             return
         cid = doc["challenge_id"]
         node = self.c.by_id[cid.split("-", 1)[0]]
+        with self.lock:
+            self.sms_nodes.append((t0, node.id))
         code, deadline = None, time.monotonic() + 20
         while code is None and time.monotonic() < deadline:
             msgs = node.sms()
@@ -340,6 +351,108 @@ def test_additive_migration(cl, capsys):
         wait_for(lambda m=m: m.node("GET", "/ready")[0] == 200, 20, f"{m.id} ready again")
         assert node_schema(m)["database"] == v + 1
         wait_for(lambda m=m: balancers_see(c, m.id), 20, f"{m.id} UP on the balancers again")
+
+
+def server_states(c, member_id):
+    """Each balancer's state for <member_id>: {"n2": "ready", ...}."""
+    out = {}
+    for lb in c.lbs:
+        st, doc = lb.balancer_api()
+        assert st == 200, doc
+        out[lb.id] = next(s["state"] for s in doc["servers"] if s["id"] == member_id)
+    return out
+
+
+def streams_from(m, upstream):
+    st = m.status()
+    return st.get("role") == "standby" and st.get("streaming") and st.get("upstream") == upstream
+
+
+def test_switchover_drains_the_old_primary_itself(cl, capsys):
+    c, say = cl, say_fn(capsys)
+    old = c.primary()
+    target = next(m for m in c.data_members() if m is not old)
+    lb_ids = sorted(lb.id for lb in c.lbs)
+    assert server_states(c, old.id) == {i: "ready" for i in lb_ids}  # no drain beforehand
+    wait_for(lambda: balancers_see(c, old.id), 30, f"{old.id} UP on the balancers")
+    load = Load(c)
+    load.t_start = time.monotonic()
+    load.start()
+    try:
+        time.sleep(1)  # load before the switchover, by design
+        t0, wall0 = time.monotonic(), time.time()
+        rc, out, err = c.mfactl("--json", "switchover", "--to", target.id, timeout=150)
+        took = time.monotonic() - t0
+        assert rc == 0, f"switchover failed ({rc}):\n{out}\n{err}"
+        c.wait_healthy(60)
+        assert c.primary() is target
+        # Back in HAProxy's rotation: ready, and its checks of /ready pass.
+        wait_for(lambda: balancers_see(c, old.id), 30, f"{old.id} UP on the balancers again")
+        time.sleep(2)  # load after, by design: new work reaches the old primary again
+    finally:
+        load.stop()
+    say(f"--- mfactl switchover --to {target.id} (no drain beforehand): {took:.1f} s\n{err}")
+    # New work went elsewhere while the old primary was drained: no sign-in (TOTP by API or
+    # RADIUS) or SMS challenge started well inside the command (it drains first and makes the
+    # node ready again last) was taken by the old primary's node, as its auth log says.
+    lo, hi = 0.2, took - 0.2
+    expected = sum(1 for kind, ok, _, a, b in load.records
+                   if kind in ("api-totp", "radius") and ok and t0 + lo < a and b < t0 + hi)
+
+    def logged():
+        return dict(sql(c.primary(), "SELECT node_id, count(*) FROM auth_log WHERE method <> "
+                        "'sms' AND at > to_timestamp(%s) AND at < to_timestamp(%s) GROUP BY 1",
+                        (wall0 + lo, wall0 + hi)))
+    wait_for(lambda: sum(logged().values()) >= expected, 20, "the auth log of the switchover")
+    by_node = logged()
+    inside = [n for t, n in load.sms_nodes if t0 + lo < t < t0 + hi]
+    say(f"  sign-ins during the switchover by node: {by_node} (the load finished {expected}); "
+        f"SMS challenges started: "
+        f"{len(inside)}, on {old.id}: {inside.count(old.id)}")
+    assert old.id not in by_node and old.id not in inside, (by_node, load.sms_nodes)
+    load.figures(say, f"switchover {old.id} -> {target.id} under load")
+    assert not load.errors, load.errors
+    assert not load.failures(), load.failures()
+    assert sum(1 for r in load.records if r[0] in ("api-totp", "radius")) >= 20
+
+    # The command drained the old primary on both balancers and put it back.
+    doc = json.loads(out)
+    assert doc["cluster"] == c.name and {m["id"] for m in doc["members"]} == set(c.by_id)
+    assert doc["old_primary"] == {"id": old.id, "drained_on": lb_ids, "ready_again_on": lb_ids}
+    assert f"drained {old.id} on {', '.join(lb_ids)}" in err, err
+    assert f"{old.id} is ready again on {', '.join(lb_ids)}" in err, err
+    assert server_states(c, old.id) == {i: "ready" for i in lb_ids}
+    assert streams_from(old, target.id), old.status()
+    names = [r[0] for r in sql(c.primary(), "SELECT username FROM users")]
+    lost = set(load.acked) - set(names)
+    assert not lost, f"acknowledged admin writes lost: {sorted(lost)}"
+    say(f"  acknowledged admin writes: {len(load.acked)}, lost: 0")
+
+
+def test_switchover_leaves_an_operators_state_alone(cl, capsys):
+    c, say = cl, say_fn(capsys)
+    old = c.primary()
+    target = next(m for m in c.data_members() if m is not old)
+    held, other = c.lbs[0], c.lbs[1]
+    # The operator took the old primary out on one balancer only.
+    st, doc = held.balancer_api("POST", f"/servers/{old.id}", {"state": "maint"})
+    assert st == 200 and doc["state"] == "maint", doc
+    assert server_states(c, old.id) == {held.id: "maint", other.id: "ready"}
+    rc, out, err = c.mfactl("--json", "switchover", "--to", target.id, timeout=150)
+    assert rc == 0, f"switchover failed ({rc}):\n{out}\n{err}"
+    say(f"--- mfactl switchover --to {target.id} ({old.id} maint on {held.id})\n{err}")
+    doc = json.loads(out)
+    assert doc["old_primary"] == {"id": old.id, "drained_on": [other.id],
+                                  "ready_again_on": [other.id]}, doc["old_primary"]
+    assert server_states(c, old.id) == {held.id: "maint", other.id: "ready"}
+    c.wait_healthy(60)
+    assert c.primary() is target
+    wait_for(lambda: streams_from(old, target.id), 30, f"{old.id} streams from {target.id}")
+
+    # Left healthy for the next test: the operator ends the maintenance.
+    rc, out, err = c.mfactl("ready", old.id)
+    assert rc == 0, (out, err)
+    wait_for(lambda: balancers_see(c, old.id), 30, f"{old.id} UP on the balancers")
 
 
 def restart_member(m):
