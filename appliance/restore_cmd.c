@@ -56,7 +56,6 @@
 
 #define RESTORE_WAIT_S  600 /* the other members may have to join first (a fenced primary) */
 #define RESTORE_PENDING "restore.pending"
-#define SCHEMA_LOCK_KEY "7882697064710159693" /* common/schema.c's: its migrations wait */
 #define RELAY_BUF       65536
 #define RESTORE_TRIES   5 /* a fresh primary that fences meanwhile: wait and run it again */
 #define READ_ONLY_TEXT  "read-only transaction" /* lc_messages = 'C' (pgsetup.c) */
@@ -611,7 +610,7 @@ static int restore_run(const char *config, struct restore_opts *o, const char *p
         err_prefix(&err, "%s: the key file in it", o->file);
         goto out;
     }
-    if (m.schema_version > schema_latest() + 1) {
+    if (m.schema_version > schema_max()) {
         err_set(&err,
                 "%s holds schema version %d, newer than this release can restore (%d): use "
                 "mfactl of release %s or later",

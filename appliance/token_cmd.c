@@ -76,7 +76,8 @@ static const char usage_text[] =
 /* Reads <path> whole (at most TOKENFILE_MAX_BYTES) into a malloc'd, NUL-terminated *text. */
 static int read_file(const char *path, char **text, size_t *len, char **err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO must not hang the open before fstat() refuses it */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     struct stat st;
     size_t got = 0;
     ssize_t n;
@@ -110,12 +111,6 @@ static int read_file(const char *path, char **text, size_t *len, char **err)
     return 0;
 }
 
-/* A PSKC file whose secrets are encrypted holds EncryptedValue elements (RFC 6030 §6). */
-static bool pskc_encrypted(const char *text, size_t len)
-{
-    return memmem(text, len, "EncryptedValue", 14) != NULL;
-}
-
 /*
  * Parses <path> into <set>; *fmt: as given, or TOKENFILE_UNKNOWN to detect
  * (then set). Returns 0, -1 with *err (a bad file), or -2 with *err (the
@@ -125,7 +120,6 @@ static int parse_file(const char *path, enum tokenfile_format *fmt, const char *
                       struct token_set *set, char **err)
 {
     char *text = NULL, pass[TOKEN_PASSPHRASE_MAX + 1] = "";
-    bool have_pass = false;
     size_t len = 0;
     int rc;
 
@@ -135,7 +129,7 @@ static int parse_file(const char *path, enum tokenfile_format *fmt, const char *
         *fmt = tokenfile_detect(text, len);
     if (*fmt == TOKENFILE_CSV) {
         rc = tokenfile_read_csv(text, len, set, err);
-    } else if (!pskc_encrypted(text, len)) {
+    } else if (!tokenfile_pskc_encrypted(text, len)) {
         if (passfile)
             fprintf(stderr,
                     "mfactl token import: warning: %s holds no encrypted seed; "
@@ -153,8 +147,9 @@ static int parse_file(const char *path, enum tokenfile_format *fmt, const char *
             rc = -2;
             goto done;
         }
-        have_pass = true;
-        rc = tokenfile_read_pskc(text, len, have_pass ? pass : NULL, set, err);
+        rc = tokenfile_read_pskc(text, len, pass, set, err);
+        if (rc == TOKENFILE_WRONG_PASSPHRASE)
+            rc = -1; /* a bad file or passphrase (exit 1), not a usage error */
     }
 done:
     if (rc < 0)

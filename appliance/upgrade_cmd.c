@@ -82,8 +82,8 @@ static int print_json(const struct upgrade_run *r, const char *cluster)
                     "primary", p->primary >= 0 ? json_string(r->m[p->primary].id) : NULL,
                     "switchover_to", p->target >= 0 ? json_string(r->m[p->target].id) : NULL,
                     "members", members, "schema", "database",
-                    p->schema >= 0 ? json_integer(p->schema) : NULL, "min", schema_latest() - 1,
-                    "max", schema_latest() + 1, "steps", steps, "refused",
+                    p->schema >= 0 ? json_integer(p->schema) : NULL, "min", schema_min(), "max",
+                    schema_max(), "steps", steps, "refused",
                     p->verdict == PLAN_REFUSE ? json_string(p->message) : NULL);
     if (!doc || json_dumpf(doc, stdout, JSON_INDENT(2)) < 0) {
         fputs("mfactl: upgrade-plan: cannot print JSON (out of memory)\n", stderr);
@@ -129,11 +129,11 @@ static void print_text(const struct upgrade_run *r)
     if (p->schema >= 0)
         printf("\nschema: the database is at version %d; this mfactl's release works with %d to "
                "%d\n",
-               p->schema, schema_latest() - 1, schema_latest() + 1);
+               p->schema, schema_min(), schema_max());
     else
         printf("\nschema: the database's version is unknown; this mfactl's release works with %d "
                "to %d\n",
-               schema_latest() - 1, schema_latest() + 1);
+               schema_min(), schema_max());
 }
 
 static void print_steps(const struct upgrade_run *r)
@@ -202,7 +202,7 @@ int upgrade_plan_cmd(const char *config, bool json, int argc, char **argv)
         goto done;
     }
     fetch_nodes(&r);
-    upgrade_plan(r.m, r.nodes, r.n, schema_latest() - 1, schema_latest() + 1, r.plan);
+    upgrade_plan(r.m, r.nodes, r.n, schema_min(), schema_max(), r.plan);
     if (json) {
         if (print_json(&r, ctl_conf(r.c)->cluster.name) < 0)
             rc = CLUSTER_EXIT_FAILED;

@@ -15,10 +15,12 @@
  *      first and the most advanced last (ties: cluster.members order), so
  *      the standby that leads the others is the one upgraded last, running
  *      the new release, and best placed to catch up fast when fenced;
- *   3. switchover to that last standby: its promotion applies the new
+ *   3. drain the old primary (the switchover stops its PostgreSQL for a
+ *      moment: no new sign-in may reach its node then);
+ *   4. switchover to that last standby: its promotion applies the new
  *      release's migrations (additive: the old primary's node, still on
  *      the old release, keeps working on them);
- *   4. the old primary, now a standby: drain, upgrade, ready.
+ *   5. the old primary, now a standby: upgrade, ready.
  */
 #ifndef MFA_APPLIANCE_UPGRADE_PLAN_H
 #define MFA_APPLIANCE_UPGRADE_PLAN_H

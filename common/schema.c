@@ -14,17 +14,24 @@
 
 #include "errmsg.h"
 
-/* pg_advisory_xact_lock key: "mfaschem" as a number, any fixed value will do. */
-#define SCHEMA_LOCK_KEY "7882697064710159693"
-
 int schema_latest(void)
 {
     return schema_migration_count;
 }
 
+int schema_min(void)
+{
+    return schema_latest() - 1;
+}
+
+int schema_max(void)
+{
+    return schema_latest() + 1;
+}
+
 bool schema_compatible(int db_version)
 {
-    return db_version >= schema_latest() - 1 && db_version <= schema_latest() + 1;
+    return db_version >= schema_min() && db_version <= schema_max();
 }
 
 /* Runs <sql>; returns 0 when it succeeded, -1 with *err naming <what>. */

@@ -29,8 +29,19 @@ extern const int schema_migration_count;
 /* The schema version this build was made for. */
 int schema_latest(void);
 
+/*
+ * The oldest and newest database versions this build works against:
+ * schema_latest() - 1 and + 1 (a rolling upgrade's one release either way).
+ */
+int schema_min(void);
+int schema_max(void);
+
 /* True when this build can work against a database at <db_version>. */
 bool schema_compatible(int db_version);
+
+/* The advisory lock key ("mfaschem" as a number) migrations are applied under: holding it keeps
+ * them out. */
+#define SCHEMA_LOCK_KEY "7882697064710159693"
 
 /*
  * Reads the database's schema version into *version (0 for an empty

@@ -109,6 +109,9 @@ int token_set_add(struct token_set *s, const struct token_rec *r, char **err) MF
 /* Wipes every seed and frees the set; it is empty and reusable after. */
 void token_set_free(struct token_set *s);
 
+/* True when the PSKC text holds encrypted secrets (EncryptedValue, RFC 6030 §6). */
+bool tokenfile_pskc_encrypted(const char *text, size_t len);
+
 /* PSKC when the text (after a BOM and white space) starts with '<', else CSV. */
 enum tokenfile_format tokenfile_detect(const char *text, size_t len);
 
@@ -120,9 +123,11 @@ int tokenfile_read_csv(const char *text, size_t len, struct token_set *out,
  * Parses a PSKC file into <out> (appended to). <passphrase>: for encrypted
  * secrets; NULL when none was given (an encrypted file then fails with a
  * sentence saying a passphrase is needed). A wrong passphrase fails the MAC
- * check: "wrong passphrase, or the file was altered". Returns 0, or -1 with
- * *err.
+ * check: "wrong passphrase, or the file was altered". Returns 0,
+ * TOKENFILE_WRONG_PASSPHRASE with *err when a MAC does not match (a wrong
+ * passphrase or an altered file), or -1 with *err for any other fault.
  */
+#define TOKENFILE_WRONG_PASSPHRASE (-2)
 int tokenfile_read_pskc(const char *text, size_t len, const char *passphrase, struct token_set *out,
                         char **err) MFA_MUSTCHECK;
 

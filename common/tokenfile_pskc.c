@@ -77,6 +77,7 @@ struct pskc_read {
     const xmlNode *enc_key;    /* EncryptionKey, or NULL */
     const xmlNode *mac_method; /* MACMethod, or NULL */
     bool keyed;                /* key[] holds the derived key */
+    bool mac_mismatch;         /* a MAC check failed: TOKENFILE_WRONG_PASSPHRASE */
     unsigned char key[32];
     size_t keylen;
     const EVP_MD *mac_md; /* NULL: no MACMethod */
@@ -439,6 +440,7 @@ static int mac_setup(struct pskc_read *x, char **err)
     if (enc_parse(mk, "MACKey", &c, cv, sizeof(cv), &cvlen, err) < 0 ||
         key_fits(x, c, "MACKey", err) < 0)
         return -1;
+    x->mac_mismatch = true; /* until the MACKey decrypts to a plausible key */
     if (cbc_decrypt(c, x->key, cv, cvlen, pt, &ptlen) < 0)
         rc = err_set(err, "cannot decrypt the MACKey: wrong passphrase, or the file was altered");
     else if (ptlen == 0 || ptlen > PSKC_MACKEY_MAX)
@@ -447,6 +449,7 @@ static int mac_setup(struct pskc_read *x, char **err)
                      "altered",
                      PSKC_MACKEY_MAX);
     if (rc == 0) {
+        x->mac_mismatch = false;
         memcpy(x->mac_key, pt, ptlen);
         x->mac_key_len = ptlen;
     }
@@ -477,7 +480,7 @@ static int crypto_setup(struct pskc_read *x, const xmlNode *container, char **er
  * A Data/Secret's EncryptedValue: checks the ValueMAC over IV||ciphertext,
  * then decrypts into <out> (PSKC_BIN_MAX bytes).
  */
-static int decrypt_value(const struct pskc_read *x, const xmlNode *holder, const xmlNode *ev,
+static int decrypt_value(struct pskc_read *x, const xmlNode *holder, const xmlNode *ev,
                          unsigned char *out, size_t *outlen, char **err)
 {
     const xmlNode *vm = child(holder, NS_PSKC, "ValueMAC");
@@ -506,9 +509,11 @@ static int decrypt_value(const struct pskc_read *x, const xmlNode *holder, const
         return -1;
     if (!HMAC(x->mac_md, x->mac_key, (int)x->mac_key_len, cv, cvlen, mac, &maclen))
         return err_set(err, "HMAC failed");
-    if (wantlen != maclen || !ct_equal(mac, want, maclen))
+    if (wantlen != maclen || !ct_equal(mac, want, maclen)) {
+        x->mac_mismatch = true;
         return err_set(err, "the MAC of the secret does not match: wrong passphrase, or the file "
                             "was altered");
+    }
     if (cbc_decrypt(c, x->key, cv, cvlen, out, outlen) < 0)
         return err_set(err, "cannot decrypt the secret: the file was altered");
     return 0;
@@ -533,8 +538,7 @@ static int data_uint(const xmlNode *data, const char *name, uint64_t max, uint64
     return node_uint(pv, max, what, out, err);
 }
 
-static int kp_secret(const struct pskc_read *x, const xmlNode *data, struct token_rec *r,
-                     char **err)
+static int kp_secret(struct pskc_read *x, const xmlNode *data, struct token_rec *r, char **err)
 {
     const xmlNode *s = child(data, NS_PSKC, "Secret"), *pv, *ev;
     unsigned char buf[PSKC_BIN_MAX];
@@ -666,7 +670,7 @@ static int kp_serial(const xmlNode *kp, const xmlNode *key, struct token_rec *r,
     return 0; /* its syntax is checked with the rest of the record (tokenrec_check) */
 }
 
-static int kp_read(const struct pskc_read *x, const xmlNode *kp, struct token_rec *r, char **err)
+static int kp_read(struct pskc_read *x, const xmlNode *kp, struct token_rec *r, char **err)
 {
     const xmlNode *key = child(kp, NS_PSKC, "Key"), *data;
     uint64_t v;
@@ -871,6 +875,8 @@ int tokenfile_read_pskc(const char *text, size_t len, const char *passphrase, st
     if (!doc)
         return -1;
     rc = pskc_container(&x, xmlDocGetRootElement(doc), out, &where, err);
+    if (rc < 0 && x.mac_mismatch)
+        rc = TOKENFILE_WRONG_PASSPHRASE;
     secret_wipe(&x, sizeof(x));
     free(where);
     wipe_text(doc->children, doc->dict);
@@ -878,4 +884,9 @@ int tokenfile_read_pskc(const char *text, size_t len, const char *passphrase, st
     if (rc < 0)
         tokenfile_rollback(out, start);
     return rc;
+}
+
+bool tokenfile_pskc_encrypted(const char *text, size_t len)
+{
+    return memmem(text, len, "EncryptedValue", 14) != NULL;
 }

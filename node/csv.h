@@ -1,6 +1,7 @@
 /*
  * A reader for comma-separated values as RFC 4180 defines them, for the
- * CSV imports of the admin API (users, tokens). The input is untrusted: the
+ * admin API's users import (token seed files have their own reader,
+ * common/tokenfile_csv.c, which mfactl shares). The input is untrusted: the
  * reader never reads or writes outside its buffers, and a record larger than
  * the limits is an error, not a bigger allocation.
  *

@@ -439,11 +439,11 @@ static void schema_changed(int from, int to)
 {
     if (schema_compatible(to))
         log_notice("db.schema version=%d from=%d compatible=true min=%d max=%d", to, from,
-                   schema_latest() - 1, schema_latest() + 1);
+                   schema_min(), schema_max());
     else
         log_error("db.schema version=%d from=%d compatible=false min=%d max=%d: this release "
                   "does not work with the database's schema; the node is not ready",
-                  to, from, schema_latest() - 1, schema_latest() + 1);
+                  to, from, schema_min(), schema_max());
 }
 
 static void schema_done(void *arg, const PGresult *res, const char *err)

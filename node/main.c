@@ -61,7 +61,7 @@ static void handle_ready(struct evhttp_request *req, void *arg)
         http_reply_error(req, 503, "schema_incompatible",
                          "the database's schema is at version %d; this release (%s) works with %d "
                          "to %d",
-                         st.schema_version, MFA_VERSION, schema_latest() - 1, schema_latest() + 1);
+                         st.schema_version, MFA_VERSION, schema_min(), schema_max());
     } else {
         http_reply_json(req, 200, json_pack("{s:s}", "status", "ready"));
     }
@@ -73,9 +73,8 @@ static json_t *schema_json(const struct nodedb_status *st)
     bool known = st->schema_version >= 0;
 
     return json_pack("{s:o?, s:i, s:i, s:b}", "database",
-                     known ? json_integer(st->schema_version) : NULL, "min", schema_latest() - 1,
-                     "max", schema_latest() + 1, "compatible",
-                     known && schema_compatible(st->schema_version));
+                     known ? json_integer(st->schema_version) : NULL, "min", schema_min(), "max",
+                     schema_max(), "compatible", known && schema_compatible(st->schema_version));
 }
 
 static json_t *status_json(struct node *n)

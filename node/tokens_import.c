@@ -128,9 +128,8 @@ static int read_tokens(struct import_job *j, struct token_set *set)
     char *err = NULL;
     int rc;
 
-    /* RFC 6030 §6: encrypted secrets are EncryptedValue elements. */
     if (j->format == TOKENFILE_PSKC && !j->passphrase &&
-        memmem(j->text, j->len, "EncryptedValue", 14)) {
+        tokenfile_pskc_encrypted(j->text, j->len)) {
         err_set(&err,
                 "the file's seeds are encrypted: send its passphrase in the " PASSPHRASE_HEADER
                 " request header");
@@ -142,8 +141,7 @@ static int read_tokens(struct import_job *j, struct token_set *set)
         else
             rc = tokenfile_read_pskc(j->text, j->len, j->passphrase, set, &err);
         if (rc < 0)
-            refuse(j, 400, err && strstr(err, "wrong passphrase") ? "wrong_passphrase" : "bad_file",
-                   err);
+            refuse(j, 400, rc == TOKENFILE_WRONG_PASSPHRASE ? "wrong_passphrase" : "bad_file", err);
     }
     secret_wipe(j->text, j->len);
     free(j->text);
@@ -174,16 +172,6 @@ static json_t *token_row(const struct keyring *kr, const struct token_rec *t, si
     return row;
 }
 
-/* jansson takes valid UTF-8 only (the reader should have refused the rest). */
-static bool utf8_ok(const char *s)
-{
-    json_t *v = json_string(s);
-    bool ok = v != NULL;
-
-    json_decref(v);
-    return ok;
-}
-
 /* On a worker thread: reads the file and seals every seed into j->rows. */
 static void import_work(void *arg)
 {
@@ -203,14 +191,7 @@ static void import_work(void *arg)
         const struct token_rec *t = &set.v[i];
         json_t *row;
 
-        if (t->counter > (uint64_t)INT64_MAX)
-            err_set(&err, "token %zu: the counter is too large", i + 1);
-        else if (!utf8_ok(t->serial) || !utf8_ok(t->user))
-            err_set(&err, "token %zu: its serial or user is not valid UTF-8", i + 1);
-        if (err) {
-            refuse(j, 400, "bad_file", err);
-            goto done;
-        }
+        /* tokenrec_check() in the readers guarantees UTF-8 text and the bigint range */
         row = token_row(&j->n->keys, t, i, &err);
         if (!row) {
             refuse(j, 500, "internal", err);

@@ -388,7 +388,11 @@ def test_switchover_drains_the_old_primary_itself(cl, capsys):
         assert c.primary() is target
         # Back in HAProxy's rotation: ready, and its checks of /ready pass.
         wait_for(lambda: balancers_see(c, old.id), 30, f"{old.id} UP on the balancers again")
-        time.sleep(2)  # load after, by design: new work reaches the old primary again
+        # And new work reaches it again: its node signs users in after the command.
+        done = time.time()
+        wait_for(lambda: sql(c.primary(), "SELECT count(*) FROM auth_log WHERE node_id = %s "
+                             "AND at > to_timestamp(%s)", (old.id, done))[0][0] > 0,
+                 30, f"a new sign-in on {old.id} after the switchover")
     finally:
         load.stop()
     say(f"--- mfactl switchover --to {target.id} (no drain beforehand): {took:.1f} s\n{err}")
@@ -409,6 +413,7 @@ def test_switchover_drains_the_old_primary_itself(cl, capsys):
     say(f"  sign-ins during the switchover by node: {by_node} (the load finished {expected}); "
         f"SMS challenges started: "
         f"{len(inside)}, on {old.id}: {inside.count(old.id)}")
+    assert expected + len(inside) >= 1, "no sign-in fell inside the switchover: nothing was checked"
     assert old.id not in by_node and old.id not in inside, (by_node, load.sms_nodes)
     load.figures(say, f"switchover {old.id} -> {target.id} under load")
     assert not load.errors, load.errors

@@ -569,8 +569,13 @@ static void expect_pskc_error(const char *text, const char *pass, const char *wa
     struct token_set s;
     char *err = NULL;
 
+    /* a MAC that does not match has its own return value, the rest -1 */
+    int want_rc = strstr(want, "wrong passphrase") || strstr(want, "MAC of the secret")
+                      ? TOKENFILE_WRONG_PASSPHRASE
+                      : -1;
+
     set_with_marker(&s);
-    if (read_pskc(text, pass, &s, &err) != -1 || !err || !strstr(err, want))
+    if (read_pskc(text, pass, &s, &err) != want_rc || !err || !strstr(err, want))
         fail_msg("got \"%s\", want \"%s\"", err ? err : "(none)", want);
     assert_int_equal(s.n, 1);
     free(err);
@@ -823,7 +828,8 @@ static void test_pskc_write_read(void **state)
     assert_same(&in.v[0], &out.v[0]);
     assert_same(&in.v[1], &out.v[1]);
     token_set_free(&out);
-    assert_int_equal(tokenfile_read_pskc(text, len, "wrong horse", &out, &err), -1);
+    assert_int_equal(tokenfile_read_pskc(text, len, "wrong horse", &out, &err),
+                     TOKENFILE_WRONG_PASSPHRASE);
     assert_non_null(strstr(err, "wrong passphrase, or the file was altered"));
     mfa_free(err);
     assert_int_equal(tokenfile_read_pskc(text, len, NULL, &out, &err), -1);
