@@ -384,7 +384,7 @@ class Cluster:
     def __init__(self, base, build_dir, members=3, name="demo", user="mfa", fence_after=2,
                  with_nodes=True, node_conf="", replicator_conf="", witnesses=(),
                  balancers=(), sms_conf="", ports=None, radius_conf="", addresses=None,
-                 netns=None, radius_nas=None):
+                 netns=None, radius_nas=None, extra_conf=""):
         self.base = base
         self.build_dir = build_dir
         self.name = name
@@ -395,6 +395,9 @@ class Cluster:
         self.replicator_conf = replicator_conf
         self.sms_conf = sms_conf
         self.radius_conf = radius_conf
+        # Whole top-level sections (directory = {...}; email = {...};), written
+        # into every member's file; rewrite_conf() changes them later.
+        self.extra_conf = extra_conf
         # One more RADIUS client (an address or prefix) with the same secret:
         # a NAS that is not on loopback.
         self.radius_nas = radius_nas
@@ -427,6 +430,7 @@ class Cluster:
             "fence_after": self.fence_after, "with_nodes": self.with_nodes,
             "sms_conf": self.sms_conf, "stats_password": self.stats_password,
             "radius_conf": self.radius_conf, "radius_secret": self.radius_secret,
+            "extra_conf": self.extra_conf,
             "pepper": base64.b64encode(self.pepper).decode(),
             "members": [{"id": m.id, "ports": m.ports, "address": m.address,
                          "witness": m.witness,
@@ -447,7 +451,7 @@ class Cluster:
         c = cls(st["base"], st["build_dir"], members=len(st["members"]), name=st["name"],
                 fence_after=st["fence_after"], with_nodes=st["with_nodes"],
                 sms_conf=st["sms_conf"], ports=[m["ports"] for m in st["members"]],
-                radius_conf=st.get("radius_conf", ""),
+                radius_conf=st.get("radius_conf", ""), extra_conf=st.get("extra_conf", ""),
                 addresses=[m.get("address", "127.0.0.1") for m in st["members"]],
                 witnesses=[m["id"] for m in st["members"] if m["witness"]],
                 balancers=[m["id"] for m in st["members"] if m["balancer"]])
@@ -565,7 +569,18 @@ replicator = {{
   witness = {"true" if m.witness else "false"};
   {self.replicator_conf}
 }};
+{self.extra_conf}
 """
+
+    def rewrite_conf(self, extra_conf=None):
+        """Writes every member's configuration again (with new top-level
+        sections when <extra_conf> is given); daemons read it when restarted."""
+        if extra_conf is not None:
+            self.extra_conf = extra_conf
+        for m in self.members:
+            with open(m.conf, "w") as f:
+                f.write(self.conf_text(m))
+            self._owner(m.conf)
 
     def db_password(self, role):
         return db_password(self.pepper, role)

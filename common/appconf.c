@@ -33,6 +33,18 @@ static const struct cfg_enum_name sms_names[] = {
     { NULL, 0 },
 };
 
+static const struct cfg_enum_name scope_names[] = {
+    { "sub", DIRECTORY_SCOPE_SUB },
+    { "one", DIRECTORY_SCOPE_ONE },
+    { NULL, 0 },
+};
+
+static const struct cfg_enum_name first_factor_names[] = {
+    { "pin", FIRST_FACTOR_PIN },
+    { "ldap", FIRST_FACTOR_LDAP },
+    { NULL, 0 },
+};
+
 static const struct cfg_enum_name level_names[] = {
     { "debug", LOG_LVL_DEBUG },     { "info", LOG_LVL_INFO },   { "notice", LOG_LVL_NOTICE },
     { "warning", LOG_LVL_WARNING }, { "error", LOG_LVL_ERROR }, { NULL, 0 },
@@ -246,6 +258,46 @@ static const struct cfg_key appconf_keys[] = {
     STR("balancer.radius.address", balancer.radius.address, "", 0),
     INT("balancer.radius.retransmit_window_ms", balancer.radius.retransmit_window_ms, "30000", 1000,
         600000, 0),
+
+    /* directory sync and the LDAP first factor (mfa-node on the primary, mfactl) */
+    { "directory.enabled", CFG_BOOL, offsetof(struct appconf, directory.enabled), "false", 0, 0,
+      NULL, NULL, 0 },
+    STR("directory.url", directory.url, "", 0),
+    { "directory.starttls", CFG_BOOL, offsetof(struct appconf, directory.starttls), "false", 0, 0,
+      NULL, NULL, 0 },
+    STR("directory.ca_file", directory.ca_file, "", 0),
+    STR("directory.bind_dn", directory.bind_dn, "", 0),
+    STR("directory.bind_password_file", directory.bind_password_file, "", 0),
+    STR("directory.base_dn", directory.base_dn, "", 0),
+    ENUM("directory.scope", directory.scope, "sub", scope_names, 0),
+    STR("directory.filter", directory.filter, "(objectClass=person)", 0),
+    STR("directory.group_dn", directory.group_dn, "", 0),
+    INT("directory.interval_s", directory.interval_s, "3600", 60, 86400, 0),
+    INT("directory.max_disable_percent", directory.max_disable_percent, "10", 0, 100, 0),
+    INT("directory.timeout_ms", directory.timeout_ms, "10000", 100, 120000, 0),
+    { "directory.adopt_local", CFG_BOOL, offsetof(struct appconf, directory.adopt_local), "false",
+      0, 0, NULL, NULL, 0 },
+    STR("directory.default_method", directory.default_method, "sms", 0),
+    ENUM("directory.first_factor", directory.first_factor, "pin", first_factor_names, 0),
+    STR("directory.attributes.username", directory.attributes.username, "uid", 0),
+    STR("directory.attributes.display_name", directory.attributes.display_name, "displayName", 0),
+    STR("directory.attributes.email", directory.attributes.email, "mail", 0),
+    STR("directory.attributes.phone", directory.attributes.phone, "mobile,telephoneNumber", 0),
+
+    /* e-mail to users (mfa-node on the primary) */
+    { "email.enabled", CFG_BOOL, offsetof(struct appconf, email.enabled), "false", 0, 0, NULL, NULL,
+      0 },
+    STR("email.smtp_url", email.smtp_url, "", 0),
+    STR("email.ca_file", email.ca_file, "", 0),
+    STR("email.username", email.username, "", 0),
+    STR("email.password_file", email.password_file, "", 0),
+    STR("email.from", email.from, "", 0),
+    STR("email.from_name", email.from_name, "MFA Appliance", 0),
+    STR("email.portal_url", email.portal_url, "", 0),
+    STR("email.templates_dir", email.templates_dir, "", 0),
+    INT("email.timeout_ms", email.timeout_ms, "30000", 1000, 300000, 0),
+    INT("email.max_age_s", email.max_age_s, "172800", 60, 2592000, 0),
+    INT("email.poll_interval_ms", email.poll_interval_ms, "2000", 100, 60000, 0),
 };
 
 const struct cfg_schema appconf_schema = { appconf_keys, MFA_ARRAY_LEN(appconf_keys),
@@ -341,6 +393,79 @@ static bool pg_duration_valid(const char *s)
     return false;
 }
 
+static bool prefixed(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* A directory that is enabled says where it is and what to read, over TLS. */
+static int validate_directory(const struct appconf *conf, const char *name, char **err)
+{
+    const char *url = conf->directory.url;
+    const char *m = conf->directory.default_method;
+
+    if (!conf->directory.enabled) {
+        if (conf->directory.first_factor == FIRST_FACTOR_LDAP)
+            return err_set(err, "%s: directory.first_factor: \"ldap\" needs directory.enabled",
+                           name);
+        return 0;
+    }
+    if (!prefixed(url, "ldap://") && !prefixed(url, "ldaps://"))
+        return err_set(err,
+                       "%s: directory.url: \"%.60s\" is not an ldap:// or ldaps:// URL "
+                       "(e.g. \"ldaps://dc1.example.com\")",
+                       name, url);
+    if (prefixed(url, "ldap://") && !conf->directory.starttls)
+        return err_set(err,
+                       "%s: directory.url: %s is in clear; use ldaps:// or set "
+                       "directory.starttls = true (passwords cross this connection)",
+                       name, url);
+    if (prefixed(url, "ldaps://") && conf->directory.starttls)
+        return err_set(err, "%s: directory.starttls: ldaps:// is TLS already; use one or the other",
+                       name);
+    if (!*conf->directory.base_dn)
+        return err_set(err, "%s: directory.base_dn: needed when the directory is enabled", name);
+    if (*conf->directory.bind_dn && !*conf->directory.bind_password_file)
+        return err_set(err, "%s: directory.bind_password_file: needed with directory.bind_dn",
+                       name);
+    if (conf->directory.filter[0] != '(')
+        return err_set(err, "%s: directory.filter: \"%.60s\" is not an LDAP filter in parentheses",
+                       name, conf->directory.filter);
+    if (strcmp(m, "sms") != 0 && strcmp(m, "totp") != 0)
+        return err_set(err, "%s: directory.default_method: \"%.20s\" is not sms or totp", name, m);
+    if (!*conf->directory.attributes.username)
+        return err_set(err, "%s: directory.attributes.username: must name an attribute", name);
+    return 0;
+}
+
+/* E-mail that is enabled has a server (over TLS), a sender and a portal link. */
+static int validate_email(const struct appconf *conf, const char *name, char **err)
+{
+    const char *url = conf->email.smtp_url;
+
+    if (!conf->email.enabled)
+        return 0;
+    if (!prefixed(url, "smtp://") && !prefixed(url, "smtps://"))
+        return err_set(err,
+                       "%s: email.smtp_url: \"%.60s\" is not an smtp:// (STARTTLS) or smtps:// "
+                       "URL",
+                       name, url);
+    if (!strchr(conf->email.from, '@') || strpbrk(conf->email.from, "<>\r\n \t\","))
+        return err_set(err, "%s: email.from: \"%.60s\" is not a plain address (user@domain)", name,
+                       conf->email.from);
+    if (strpbrk(conf->email.from_name, "\r\n\"<>"))
+        return err_set(err, "%s: email.from_name: line breaks, quotes and <> are not allowed",
+                       name);
+    if ((!prefixed(conf->email.portal_url, "https://") &&
+         !prefixed(conf->email.portal_url, "http://")) ||
+        strpbrk(conf->email.portal_url, " \t\r\n\"<>"))
+        return err_set(err, "%s: email.portal_url: \"%.60s\" is not an http(s):// URL", name,
+                       conf->email.portal_url);
+    if (*conf->email.username && !*conf->email.password_file)
+        return err_set(err, "%s: email.password_file: needed with email.username", name);
+    return 0;
+}
+
 /* The checks that span keys; see appconf_load(). */
 static int validate(struct appconf *conf, const char *name, char **err)
 {
@@ -398,7 +523,11 @@ static int validate(struct appconf *conf, const char *name, char **err)
         return err_set(
             err, "%s: node.portal.idle_timeout_s: %d is longer than absolute_timeout_s (%d)", name,
             conf->node.portal.idle_timeout_s, conf->node.portal.absolute_timeout_s);
-    return validate_radius(conf, name, err);
+    if (validate_radius(conf, name, err) < 0)
+        return -1;
+    if (validate_directory(conf, name, err) < 0)
+        return -1;
+    return validate_email(conf, name, err);
 }
 
 static int finish(int rc, struct appconf *conf, const char *name, char **err)

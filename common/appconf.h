@@ -42,6 +42,17 @@ enum tls_min {
     TLS_MIN_1_3,
 };
 
+enum directory_scope {
+    DIRECTORY_SCOPE_SUB = 0, /* the base DN and everything below it */
+    DIRECTORY_SCOPE_ONE,     /* the base DN's direct children */
+};
+
+/* What a directory user's first factor is (docs/directory.md). */
+enum first_factor {
+    FIRST_FACTOR_PIN = 0, /* the PIN kept here, as for every user */
+    FIRST_FACTOR_LDAP,    /* the directory password, checked by a bind as the user's DN */
+};
+
 /* A RADIUS client (NAS) of the node: who may ask, and the secret it signs with. */
 struct radius_client_conf {
     char *name;    /* for logs and metrics */
@@ -179,6 +190,43 @@ struct appconf {
             int retransmit_window_ms; /* how long a request's node is remembered */
         } radius;
     } balancer;
+    /* Users from LDAP/Active Directory (docs/directory.md). */
+    struct {
+        bool enabled;
+        char *url;                /* ldap://host[:port] or ldaps://host[:port] */
+        bool starttls;            /* with ldap://: StartTLS, required */
+        char *ca_file;            /* CA the server's certificate must chain to; "": system's */
+        char *bind_dn;            /* the sync's service account; "": anonymous */
+        char *bind_password_file; /* its password, the file's first line */
+        char *base_dn;            /* where users are searched (a domain, an OU) */
+        int scope;                /* enum directory_scope */
+        char *filter;             /* which entries under base_dn are users */
+        char *group_dn;           /* "": every match; else only the group's members */
+        int interval_s;           /* the scheduled sync's period */
+        int max_disable_percent;  /* a sync disabling more of the directory's users is refused */
+        int timeout_ms;           /* every LDAP operation's deadline */
+        bool adopt_local;         /* a local user of the same name becomes a directory user */
+        char *default_method;     /* of a user the sync creates: sms or totp */
+        int first_factor;         /* enum first_factor */
+        struct {
+            char *username, *display_name, *email, *phone; /* phone: names, first one set wins */
+        } attributes;
+    } directory;
+    /* E-mail to users (docs/email.md). */
+    struct {
+        bool enabled;
+        char *smtp_url;       /* smtp://host[:port] (STARTTLS required) or smtps://host[:port] */
+        char *ca_file;        /* "": the system trust store */
+        char *username;       /* "": no SMTP AUTH */
+        char *password_file;  /* its password, the file's first line */
+        char *from;           /* the envelope and From: address */
+        char *from_name;      /* the From: display name */
+        char *portal_url;     /* the portal link in the messages */
+        char *templates_dir;  /* "": the built-in templates; else <event>.txt files there */
+        int timeout_ms;       /* one message's whole SMTP exchange */
+        int max_age_s;        /* an event not sent this long after it happened is given up */
+        int poll_interval_ms; /* how often the node on the primary looks for due messages */
+    } email;
 };
 
 extern const struct cfg_schema appconf_schema;

@@ -25,11 +25,13 @@
 #include "auth.h"
 #include "daemon.h"
 #include "db.h"
+#include "dirsync.h"
 #include "errmsg.h"
 #include "httpclient.h"
 #include "httpserver.h"
 #include "keyfile.h"
 #include "log.h"
+#include "mail.h"
 #include "metrics.h"
 #include "netaddr.h"
 #include "node.h"
@@ -94,6 +96,8 @@ static json_t *status_json(struct node *n)
     auth_status(n, out);
     json_object_set_new(out, "sessions", json_integer((json_int_t)portal_sessions(n)));
     radius_server_status(n->radius, out);
+    dirsync_status(n, out);
+    mail_status(n, out);
     return out;
 }
 
@@ -128,6 +132,8 @@ static void handle_metrics(struct evhttp_request *req, void *arg)
     metrics_single(out, "mfa_portal_sessions", METRIC_GAUGE,
                    "Portal sessions mid-sign-in or signed in.", (double)portal_sessions(n));
     radius_server_metrics(n->radius, out);
+    dirsync_metrics(n, out);
+    mail_metrics(n, out);
     metrics_family(out, "mfa_http_responses_total", METRIC_COUNTER, "HTTP responses by class.");
     for (int i = 1; i <= 5; i++) {
         char cls[4] = { (char)('0' + i), 'x', 'x', '\0' };
@@ -205,7 +211,9 @@ static int start(struct daemon *d, char **err)
     /* libcurl's global state before any thread starts (httpclient.h). */
     if (httpclient_global_init(err) < 0)
         return -1;
-    n->workers = worker_pool_new(daemon_base(d), 2, err);
+    /* Directory binds (the LDAP first factor) wait on the network: more threads. */
+    n->workers = worker_pool_new(daemon_base(d),
+                                 c->directory.first_factor == FIRST_FACTOR_LDAP ? 8 : 2, err);
     if (!n->workers)
         return -1;
     n->db = nodedb_new(daemon_base(d), c, &n->keys, err);
@@ -217,6 +225,8 @@ static int start(struct daemon *d, char **err)
     if (auth_start(n, err) < 0)
         return -1;
     if (portal_start(n, err) < 0)
+        return -1;
+    if (dirsync_start(n, err) < 0 || mail_start(n, err) < 0)
         return -1;
     hs.tls = listener_tls(c, me, err);
     if (!hs.tls && *err)
@@ -247,6 +257,8 @@ static void tick(struct daemon *d)
     auth_tick(n);
     portal_tick(n);
     radius_server_tick(n->radius);
+    dirsync_tick(n);
+    mail_tick(n);
 }
 
 static void stop_listening(struct daemon *d)
@@ -276,6 +288,8 @@ static void stop(struct daemon *d)
     struct node *n = daemon_arg(d);
 
     auth_stop_delivery(n);
+    mail_stop(n);
+    dirsync_stop(n);
     nodedb_free(n->db);
     n->db = NULL;
     auth_stop(n);

@@ -38,6 +38,8 @@ struct node {
     struct radius_server *radius; /* NULL when node.radius.enabled is false */
     void *auth;                   /* the sign-in subsystems (auth.c) */
     void *portal;                 /* the user portal's sessions (portal.c) */
+    void *dirsync;                /* the scheduled directory sync (dirsync.c) */
+    void *mail;                   /* the e-mail sender (mail.c) */
     uint64_t started_ms;
 };
 

@@ -1,0 +1,87 @@
+-- 003: users from the company directory (LDAP/Active Directory) and the
+-- e-mail sent to users. Additive: a node of the previous release keeps
+-- working against it (its statements name their columns), and what it writes
+-- to users still queues the e-mails below.
+
+-- Where a user comes from: typed in here ('local': the API, a CSV import,
+-- mfactl) or kept by the directory sync ('directory'). The sync only ever
+-- touches users of its own, and never their PIN, method or tokens.
+ALTER TABLE users
+    ADD COLUMN source text NOT NULL DEFAULT 'local' CHECK (source IN ('local', 'directory')),
+    -- the entry's DN, bound to when the first factor is the directory password
+    ADD COLUMN directory_dn text CHECK (length(directory_dn) <= 1024),
+    -- set when a sync disabled the user because the entry left the directory;
+    -- cleared (and the user enabled again) when it comes back. A user an
+    -- administrator disabled has it NULL and stays disabled.
+    ADD COLUMN directory_missing_since timestamptz,
+    ADD COLUMN directory_synced_at timestamptz;
+
+-- One row per directory sync, scheduled or asked for: what it changed, or
+-- why it changed nothing. The node on the primary schedules the next one from
+-- the newest row, so the interval holds across a failover.
+CREATE TABLE directory_syncs (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    started_at   timestamptz NOT NULL DEFAULT now(),
+    finished_at  timestamptz,
+    node_id      text NOT NULL,
+    trigger      text NOT NULL CHECK (trigger IN ('schedule', 'mfactl')),
+    result       text NOT NULL CHECK (result IN ('ok', 'refused', 'failed', 'dry_run')),
+    report       jsonb NOT NULL DEFAULT '{}',
+    error        text NOT NULL DEFAULT ''
+);
+CREATE INDEX directory_syncs_started ON directory_syncs (started_at);
+
+-- E-mail to users, queued in the same transaction as the event it tells of
+-- and sent by the node on the primary, at least once. event_id makes the
+-- Message-ID, so a resend (after a failover, say) is the same message.
+-- What the message says is fixed here, at the event.
+CREATE TABLE email_outbox (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    event_id         uuid NOT NULL UNIQUE DEFAULT gen_random_uuid(),
+    event            text NOT NULL
+                     CHECK (event IN ('enrolled', 'method_changed', 'pin_reset', 'locked')),
+    username         text NOT NULL,
+    display_name     text NOT NULL DEFAULT '',
+    to_addr          text NOT NULL CHECK (length(to_addr) <= 256),
+    method           text NOT NULL,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    attempts         integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    next_attempt_at  timestamptz NOT NULL DEFAULT now(),
+    sent_at          timestamptz,
+    given_up_at      timestamptz,
+    last_error       text NOT NULL DEFAULT ''
+);
+CREATE INDEX email_outbox_due ON email_outbox (next_attempt_at)
+    WHERE sent_at IS NULL AND given_up_at IS NULL;
+CREATE INDEX email_outbox_user ON email_outbox (lower(username), created_at);
+
+-- The user events that send e-mail, queued by the database itself so that
+-- every way of changing a user (the API, a CSV import, the portal, the
+-- directory sync, an older node during a rolling upgrade) queues them in its
+-- own transaction. "locked" is the node's: the threshold is its setting.
+-- A disabled user, or one without an address, gets none. SET
+-- mfa.email_events = 'off' in a session queues nothing (bulk repairs).
+CREATE FUNCTION email_user_event() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    ev text;
+BEGIN
+    IF coalesce(current_setting('mfa.email_events', true), '') = 'off' OR NEW.email = ''
+       OR NEW.disabled THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        ev := 'enrolled';
+    ELSIF NEW.method IS DISTINCT FROM OLD.method THEN
+        ev := 'method_changed';
+    ELSIF NEW.pin_hash IS NOT NULL AND NEW.pin_hash IS DISTINCT FROM OLD.pin_hash THEN
+        ev := 'pin_reset';
+    ELSE
+        RETURN NULL;
+    END IF;
+    INSERT INTO email_outbox (event, username, display_name, to_addr, method)
+        VALUES (ev, NEW.username, NEW.display_name, NEW.email, NEW.method);
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER users_email_event AFTER INSERT OR UPDATE OF method, pin_hash ON users
+    FOR EACH ROW EXECUTE FUNCTION email_user_event();

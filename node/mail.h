@@ -1,0 +1,32 @@
+/*
+ * E-mail to users (docs/email.md): the node whose local database is the
+ * writable primary sends what email_outbox holds — queued by the database in
+ * the same transaction as the event (schema 003) — over SMTP with STARTTLS
+ * (libcurl's multi interface on the event loop), at least once, each message
+ * with the Message-ID its event fixed, so a resend after a failover is the
+ * same message. Standbys' nodes send nothing.
+ */
+#ifndef MFA_NODE_MAIL_H
+#define MFA_NODE_MAIL_H
+
+#include <event2/buffer.h>
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "mem.h"
+#include "node.h"
+
+/* Sets up the sender when email.enabled (templates and password read now). */
+int mail_start(struct node *n, char **err) MFA_MUSTCHECK;
+
+/* Claims and sends due messages when this node is on the writable primary. */
+void mail_tick(struct node *n);
+
+/* Ends deliveries in flight (they are sent again later: at least once). */
+void mail_stop(struct node *n);
+
+/* "email" of /status and the mail metrics. */
+void mail_status(const struct node *n, json_t *status);
+void mail_metrics(const struct node *n, struct evbuffer *out);
+
+#endif
