@@ -22,6 +22,7 @@
 #include "appconf.h"
 #include "backup_cmd.h"
 #include "cluster_cmd.h"
+#include "directory_cmd.h"
 #include "keepalived.h"
 #include "pki.h"
 #include "server_cmd.h"
@@ -84,6 +85,10 @@ static const char usage_text[] =
     "      on a fresh appliance: verify FILE, make this member the primary with its data\n"
     "      and keys (the others then join it); --force: into a live cluster with the same\n"
     "      key file. Refused (exit 3, nothing changed) over a live cluster\n"
+    "  directory sync [--dry-run] [--force] [--json]\n"
+    "  directory status [--json]\n"
+    "      users from LDAP/Active Directory now, on the writable primary (refused, exit 3,\n"
+    "      when it would disable too many); the last syncs (`mfactl directory --help`)\n"
     "  upgrade-plan [--json]\n"
     "      the ordered steps of a rolling upgrade for the cluster as it stands\n"
     "  setup --primary --cluster NAME --id ID --address ADDR [--member ID=ADDR]...\n"
@@ -128,6 +133,7 @@ static const struct command commands[] = {
     { "backup", backup_cmd },
     { "restore", restore_cmd },
     { "upgrade-plan", upgrade_plan_cmd },
+    { "directory", directory_cmd },
 };
 
 int main(int argc, char **argv)

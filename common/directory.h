@@ -17,7 +17,8 @@
  * What comes from the directory is untrusted: every value is checked against
  * the same rules as the API's (users_check_*: username, display name, e-mail,
  * phone). An entry whose username is missing or invalid is skipped and
- * reported; an invalid optional value is left empty and reported.
+ * reported; an invalid optional value is left empty, flagged in
+ * directory_user.invalid and reported, and the sync keeps the stored value.
  */
 #ifndef MFA_DIRECTORY_H
 #define MFA_DIRECTORY_H
@@ -38,7 +39,14 @@ struct directory_user {
     char *dn;
     char *username;                     /* checked: a valid username */
     char *display_name, *email, *phone; /* "" when absent or invalid */
+    unsigned invalid;                   /* DIRECTORY_INVALID_*: which of them were invalid */
 };
+
+/* An invalid value is reported and leaves the stored one as it is (a typo in the directory
+ * must not wipe a user's phone); a new user gets "". */
+#define DIRECTORY_INVALID_DISPLAY_NAME 1u
+#define DIRECTORY_INVALID_EMAIL        2u
+#define DIRECTORY_INVALID_PHONE        4u
 
 /* A user of the database as the sync sees it (users with source 'directory', or a local one of
  * the same name). */
@@ -128,10 +136,15 @@ struct directory_sync_opts {
  * *report (always set, also on failure; the caller frees it) is
  * {"result": "ok"|"refused"|"failed"|"dry_run", "created": N, "updated": N,
  * "enabled": N, "disabled": N, "adopted": N, "unchanged": N, "conflicts":
- * [username], "skipped": [{dn, reason}], "changes": [{"username", "change"}],
+ * [username], "skipped": [{dn, reason}], "invalid": [{dn, username, field,
+ * reason}] (values left as stored), "changes": [{"username", "change"}],
  * "reason"?: sentence, "directory_users": N, "started_at", "finished_at"}.
- * Returns 0 when the sync ran (ok or dry_run), 1 when refused, -1 with *err
- * when it failed.
+ * Each list holds at most 1000 items; past that "<list>_more" (e.g.
+ * "changes_more") counts the rest (the counts above are whole). A refused or dry run reports what
+ * it would have done; a failed one has its error as "reason". Returns 0 when the sync ran (ok or
+ * dry_run), 1 when refused, -1 with *err when it failed (the directory, the
+ * database, the lock held by another sync, or a database below schema 3,
+ * the one case without a directory_syncs row).
  */
 int directory_sync_run(PGconn *conn, const struct appconf *conf,
                        const struct directory_sync_opts *opts, json_t **report,

@@ -7,6 +7,10 @@
  * answer; for SMS, make a challenge and send the code -> log and answer when
  * the provider reports. Each step that waits holds a struct signin, freed
  * when the answer is out. Codes and PINs are wiped from it.
+ *
+ * A directory user's password (directory.first_factor = "ldap") takes the
+ * PIN's place: after the lockout check a bind runs on a worker
+ * (auth_dirbind.h), and its answer goes on where a PIN's would.
  */
 #include "auth.h"
 
@@ -18,6 +22,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "auth_dirbind.h"
 #include "authlog.h"
 #include "challenge.h"
 #include "db.h"
@@ -35,7 +40,17 @@
 
 #define SECRET_MAX   AUTH_SECRET_MAX
 #define PASSWORD_MAX (2 * SECRET_MAX)
-#define SEED_MAX     128
+/* The longer limits of directory.first_factor = "ldap": a directory password (and a code). */
+#define DIR_PIN_MAX      AUTH_PASSWORD_MAX
+#define DIR_PASSWORD_MAX (AUTH_PASSWORD_MAX + SECRET_MAX)
+#define SEED_MAX         128
+/*
+ * Directory binds at once: the pool has 8 threads in that mode (main.c), two
+ * stay for the auth log. The line behind them is long enough for a morning's
+ * rush; each waits at most directory.timeout_ms (auth_dirbind.h).
+ */
+#define DIRBIND_RUNNING 6
+#define DIRBIND_WAITING 256
 
 enum outcome {
     OUT_ACCEPTED = 0,
@@ -56,6 +71,8 @@ struct auth {
     struct sms_provider *sms;
     struct authlog *log;
     struct ratelimit *limits;
+    bool ldap;               /* directory.first_factor = "ldap" (needs a restart) */
+    struct dirbind *dirbind; /* its binds; NULL otherwise, and once stopping */
     bool merging;
     unsigned long long outcomes[MFA_ARRAY_LEN(outcome_names)];
 };
@@ -76,10 +93,10 @@ struct signin {
     auth_done_fn done;
     void *done_arg;
     char username[USERS_USERNAME_MAX];
-    char method[8]; /* as asked, or the user's */
-    char pin[SECRET_MAX + 1];
+    char method[8];            /* as asked, or the user's */
+    char pin[DIR_PIN_MAX + 1]; /* or a directory password: longer only in that mode */
     char otp[SECRET_MAX + 1];
-    char password[PASSWORD_MAX + 1]; /* PIN and code in one, split once the user is known */
+    char password[DIR_PASSWORD_MAX + 1]; /* PIN and code in one, split once the user is known */
     bool has_pin, has_otp, has_password, asked_method;
     enum auth_step step;
     bool require_pin; /* auth_request's */
@@ -98,6 +115,9 @@ struct signin {
     int64_t counter, last_step, matched;
     bool has_token, has_last_step;
     int failures, failures_total;
+    bool counts_known; /* failures and failures_total are the database's (the user was read) */
+    bool directory;    /* the first factor is the directory password (bind as dn) */
+    char *dn;
     int sms_user, sms_phone, sms_cluster;
     char challenge_id[ID_MAX];
     char code[CHAL_CODE_MAX];
@@ -115,6 +135,7 @@ static void signin_free(struct signin *si)
     secret_wipe(si->password, sizeof(si->password));
     secret_wipe(si->code, sizeof(si->code));
     free(si->sealed);
+    free(si->dn);
     free(si);
 }
 
@@ -135,7 +156,9 @@ static const char user_sql[] =
     " CASE WHEN m.method = 'sms' THEN (SELECT count(*) FROM sms_sends s"
     "   WHERE s.phone = u.phone AND s.at > now() - interval '1 hour') END,"
     " CASE WHEN m.method = 'sms' THEN (SELECT count(*) FROM sms_sends s"
-    "   WHERE s.at > now() - interval '1 hour') END"
+    "   WHERE s.at > now() - interval '1 hour') END,"
+    /* Schema 3's columns, read so that a schema 2 database answers NULL (docs/upgrade.md). */
+    " to_jsonb(u) ->> 'source', to_jsonb(u) ->> 'directory_dn'"
     " FROM users u CROSS JOIN LATERAL (SELECT coalesce($4, u.method) AS method) m"
     /* Columns named, never *: a later release may add columns (docs/upgrade.md). */
     " LEFT JOIN LATERAL (SELECT t.id, t.kind, t.algorithm, t.digits, t.period, t.counter,"
@@ -215,13 +238,42 @@ static void finish(struct signin *si, enum outcome out, const char *reason, int 
 /* ---- failures and lockout ---- */
 
 /* Names of the fire-and-forget writes, for the log (callback arguments). */
-static char what_lockout[] = "lockout", what_unlock[] = "unlock", what_sms[] = "sms";
+static char what_lockout[] = "lockout", what_unlock[] = "unlock", what_sms[] = "sms",
+            what_locked_mail[] = "locked_mail";
 
 static void write_done(void *arg, const PGresult *res, const char *err)
 {
     (void)res;
     if (err)
         log_warn("auth.mark_failed what=%s err=%s", (const char *)arg, err);
+}
+
+/*
+ * Queues the "locked" e-mail (docs/email.md) of a user whose failures just
+ * reached node.lockout.max_failures_total. The threshold is this node's
+ * configuration, so the node queues it, not the database's trigger; at most
+ * one per lockout window, whichever node gets there first. Schema 3's table:
+ * only on a database that has it (a rolling upgrade, docs/upgrade.md).
+ */
+static void queue_locked_mail(struct signin *si)
+{
+    static const char sql[] =
+        "INSERT INTO email_outbox (event, username, display_name, to_addr, method)"
+        " SELECT 'locked', u.username, u.display_name, u.email, u.method FROM users u"
+        " WHERE lower(u.username) = lower($1) AND u.email <> '' AND NOT u.disabled"
+        " AND NOT EXISTS (SELECT 1 FROM email_outbox o WHERE lower(o.username) = lower($1)"
+        "  AND o.event = 'locked' AND o.created_at > now() - make_interval(secs => $2::int))";
+    struct nodedb_status st;
+    char window[16];
+    const char *params[2] = { si->username, window };
+
+    nodedb_get_status(si->n->db, &st);
+    if (st.schema_version < 3)
+        return;
+    snprintf(window, sizeof(window), "%d", node_conf(si->n)->node.lockout.duration);
+    if (nodedb_write(si->n->db, sql, 2, params, PGCONN_SYNC_OFF, write_done, what_locked_mail,
+                     NULL) != 0)
+        log_warn("auth.locked_mail_not_queued user=%s", si->username);
 }
 
 /* Counts a failed sign-in: the address's throttle, and the user's lockout. */
@@ -231,16 +283,25 @@ static void count_failure(struct signin *si)
     struct auth *a = auth_of(si->n);
     char window[16];
     const char *params[3] = { si->username, si->client_ip, window };
+    struct ratelimit_counts rc;
+    int before;
 
     ratelimit_addr_failure(a->limits, si->client_ip, c->node.lockout.per_address_per_minute,
                            clock_mono_ms());
     bool offline;
 
+    /* The user's failures before this one, as locked_out() reckons them online. */
+    ratelimit_failures(a->limits, si->username, si->client_ip, c->node.lockout.duration,
+                       clock_mono_ms(), &rc);
+    before = rc.total > si->failures_total ? rc.total : si->failures_total;
     snprintf(window, sizeof(window), "%d", c->node.lockout.duration);
     offline = nodedb_write_prepared(si->n->db, "auth_lockout", 3, params, PGCONN_SYNC_OFF,
                                     write_done, what_lockout, NULL) != 0;
     ratelimit_failure(a->limits, si->username, si->client_ip, offline, c->node.lockout.duration,
                       clock_mono_ms());
+    if (!offline && si->counts_known && before < c->node.lockout.max_failures_total &&
+        before + 1 >= c->node.lockout.max_failures_total)
+        queue_locked_mail(si);
 }
 
 static void clear_failures(struct signin *si)
@@ -480,32 +541,34 @@ static void copy_col(const PGresult *res, int col, char *out, size_t size)
     snprintf(out, size, "%s", PQgetisnull(res, 0, col) ? "" : PQgetvalue(res, 0, col));
 }
 
+size_t auth_password_split(size_t len, bool sms, bool has_first, size_t digits)
+{
+    if (!has_first)
+        return 0; /* no first factor to check; the code decides */
+    if (sms || len <= digits)
+        return len;
+    return len - digits;
+}
+
 /*
- * Reads a RADIUS password by the user's method: SMS takes the PIN; a token
- * takes the PIN followed by the code (its last <digits> characters), or the
- * code alone when the user has no PIN. Too short for both: all of it is the
- * PIN, and the sign-in then fails for want of a code.
+ * Reads a RADIUS password by the user's method (auth_password_split()): the
+ * first factor — the PIN, or a directory user's password — then the code.
  */
 static void split_password(struct signin *si)
 {
     size_t len = strlen(si->password);
-    size_t digits = si->has_token ? (size_t)si->digits : 6;
-    size_t pin_len = len;
+    bool sms = strcmp(si->method, "sms") == 0;
+    bool has_first = si->has_pin_hash || si->directory;
+    size_t first_len =
+        auth_password_split(len, sms, has_first, si->has_token ? (size_t)si->digits : 6);
 
-    if (strcmp(si->method, "sms") != 0) {
-        if (!si->has_pin_hash)
-            pin_len = 0;
-        else if (len > digits)
-            pin_len = len - digits;
-    }
-    if (!si->has_pin_hash && strcmp(si->method, "sms") == 0)
-        pin_len = 0; /* no PIN to check; the code decides */
-    si->has_pin = si->has_pin_hash && pin_len > 0 && pin_len <= SECRET_MAX;
+    si->has_pin = has_first && first_len > 0 &&
+                  first_len <= (si->directory ? (size_t)DIR_PIN_MAX : (size_t)SECRET_MAX);
     if (si->has_pin)
-        snprintf(si->pin, sizeof(si->pin), "%.*s", (int)pin_len, si->password);
-    si->has_otp = len > pin_len && len - pin_len <= SECRET_MAX && strcmp(si->method, "sms") != 0;
+        snprintf(si->pin, sizeof(si->pin), "%.*s", (int)first_len, si->password);
+    si->has_otp = len > first_len && len - first_len <= SECRET_MAX && !sms;
     if (si->has_otp)
-        snprintf(si->otp, sizeof(si->otp), "%s", si->password + pin_len);
+        snprintf(si->otp, sizeof(si->otp), "%s", si->password + first_len);
     secret_wipe(si->password, sizeof(si->password));
 }
 
@@ -541,6 +604,51 @@ static void after_pin(struct signin *si)
         start_sms(si);
     else
         check_token(si);
+}
+
+/* The directory's answer for a directory user's password (auth_dirbind.h). */
+static void password_checked(void *arg, int rc, const char *err)
+{
+    struct signin *si = arg;
+
+    if (rc == 1) {
+        after_pin(si);
+    } else if (rc == 0) {
+        reject(si, "wrong_password");
+    } else {
+        /* Not the user's fault: not counted. The error names the directory, never a secret. */
+        log_warn("auth.directory_unavailable user=%s err=%s", si->username, err);
+        finish(si, OUT_ERROR, "directory_unavailable", 503);
+    }
+}
+
+/* A directory user's first factor: a bind as their DN with the password given (si->pin). */
+static void check_password(struct signin *si)
+{
+    struct auth *a = auth_of(si->n);
+    int rc;
+
+    if (!*si->dn) {
+        /* The user's row says directory but names no entry: the administrator's to fix. */
+        secret_wipe(si->pin, sizeof(si->pin));
+        log_warn("auth.no_directory_dn user=%s", si->username);
+        finish(si, OUT_REJECTED, "no_directory_dn", 200);
+        return;
+    }
+    if (!si->has_pin || !*si->pin) {
+        /* No bind: LDAP takes an empty password for an anonymous bind that "succeeds". */
+        reject(si, "wrong_password");
+        return;
+    }
+    rc = a->dirbind
+             ? dirbind_check(a->dirbind, node_conf(si->n), si->dn, si->pin, password_checked, si)
+             : -1; /* stopping */
+    secret_wipe(si->pin, sizeof(si->pin));
+    if (rc < 0) {
+        log_warn("auth.directory_unavailable user=%s err=%s", si->username,
+                 "the check could not be queued (too many waiting, or stopping)");
+        finish(si, OUT_ERROR, "directory_unavailable", 503);
+    }
 }
 
 static void user_loaded(void *arg, const PGresult *res, const char *err)
@@ -582,6 +690,14 @@ static void user_loaded(void *arg, const PGresult *res, const char *err)
     si->sms_user = atoi(PQgetvalue(res, 0, 17));
     si->sms_phone = atoi(PQgetvalue(res, 0, 18));
     si->sms_cluster = atoi(PQgetvalue(res, 0, 19));
+    si->counts_known = true;
+    si->directory = auth_of(si->n)->ldap && !PQgetisnull(res, 0, 20) &&
+                    strcmp(PQgetvalue(res, 0, 20), "directory") == 0;
+    if (si->directory &&
+        !(si->dn = strdup(PQgetisnull(res, 0, 21) ? "" : PQgetvalue(res, 0, 21)))) {
+        finish(si, OUT_ERROR, "internal", 500);
+        return;
+    }
 
     if (strcmp(PQgetvalue(res, 0, 4), "t") == 0) {
         reject(si, "disabled");
@@ -593,6 +709,10 @@ static void user_loaded(void *arg, const PGresult *res, const char *err)
         finish(si, OUT_REJECTED, "locked_out", 200);
         return;
     }
+    if (si->directory && si->step != AUTH_STEP_CODE) {
+        check_password(si);
+        return;
+    }
     if (!si->has_pin_hash && si->require_pin && si->step != AUTH_STEP_CODE) {
         /* A user without a PIN, where one is required: refused as a wrong PIN, and counted. */
         secret_wipe(si->pin, sizeof(si->pin));
@@ -601,7 +721,10 @@ static void user_loaded(void *arg, const PGresult *res, const char *err)
     }
     if (si->has_pin_hash && si->step != AUTH_STEP_CODE) {
         char *perr = NULL;
-        int ok = si->has_pin ? pin_verify(&si->n->keys, si->pin, si->pin_hash, &perr) : 0;
+        /* Longer than any PIN: only a directory password may be (directory.first_factor). */
+        int ok = si->has_pin && strlen(si->pin) <= SECRET_MAX
+                     ? pin_verify(&si->n->keys, si->pin, si->pin_hash, &perr)
+                     : 0;
 
         secret_wipe(si->pin, sizeof(si->pin));
         if (ok < 0) {
@@ -661,6 +784,7 @@ static bool take_secret(const char *from, char *to, size_t size, bool *present)
 int auth_signin(struct node *n, const struct auth_request *rq, auth_done_fn done, void *arg)
 {
     struct signin *si = signin_new(n, rq->client_ip, done, arg);
+    bool ldap = auth_of(n)->ldap;
     const char *params[4];
     char window[16], *err = NULL;
     bool too_long;
@@ -675,9 +799,12 @@ int auth_signin(struct node *n, const struct auth_request *rq, auth_done_fn done
              rq->step == AUTH_STEP_REPIN ? "pin"
              : rq->method                ? rq->method
                                          : "-");
-    too_long = !take_secret(rq->pin, si->pin, sizeof(si->pin), &si->has_pin) ||
-               !take_secret(rq->otp, si->otp, sizeof(si->otp), &si->has_otp) ||
-               !take_secret(rq->password, si->password, sizeof(si->password), &si->has_password);
+    /* The longer limits only where a directory password may come (auth.h). */
+    too_long =
+        !take_secret(rq->pin, si->pin, (ldap ? DIR_PIN_MAX : SECRET_MAX) + 1, &si->has_pin) ||
+        !take_secret(rq->otp, si->otp, sizeof(si->otp), &si->has_otp) ||
+        !take_secret(rq->password, si->password, (ldap ? DIR_PASSWORD_MAX : PASSWORD_MAX) + 1,
+                     &si->has_password);
     if (throttled(si))
         return 0;
     if (too_long) {
@@ -831,6 +958,12 @@ int auth_start(struct node *n, char **err)
     a->log = authlog_open(daemon_base(n->d), n->workers, &as, err);
     if (!a->log)
         return err_prefix(err, "node.auth_log");
+    a->ldap = c->directory.first_factor == FIRST_FACTOR_LDAP;
+    if (a->ldap) {
+        a->dirbind = dirbind_new(n->workers, DIRBIND_RUNNING, DIRBIND_WAITING);
+        if (!a->dirbind)
+            return err_set(err, "out of memory");
+    }
     if (nodedb_prepare(n->db, false, "auth_user", user_sql, 4, err) < 0 ||
         nodedb_prepare(n->db, true, "auth_lockout", lockout_sql, 3, err) < 0 ||
         nodedb_prepare(n->db, true, "auth_totp_mark", totp_mark_sql, 3, err) < 0 ||
@@ -847,6 +980,9 @@ void auth_stop_delivery(struct node *n)
     if (a) {
         sms_free(a->sms);
         a->sms = NULL;
+        /* Sign-ins waiting for the directory are answered now, while their callers live. */
+        dirbind_free(a->dirbind);
+        a->dirbind = NULL;
     }
 }
 
@@ -981,4 +1117,7 @@ void auth_status(const struct node *n, json_t *status)
     authlog_get_stats(a->log, &ls);
     json_object_set_new(status, "challenges", json_integer((json_int_t)chal_count(a->chal)));
     json_object_set_new(status, "auth_log_pending", json_integer((json_int_t)ls.pending));
+    if (a->ldap)
+        json_object_set_new(status, "directory_checks",
+                            json_integer((json_int_t)dirbind_pending(a->dirbind)));
 }

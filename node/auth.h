@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "directory.h"
 #include "mem.h"
 #include "node.h"
 
@@ -34,7 +35,9 @@ int auth_start(struct node *n, char **err) MFA_MUSTCHECK;
 /*
  * Stopping is in two steps around freeing the database connections:
  * auth_stop_delivery() ends SMS deliveries (their callbacks answer and
- * write), auth_stop() the rest (the auth log that late callbacks append to).
+ * write) and answers the sign-ins waiting for the directory (a bind still
+ * running finishes on its worker, answering nobody), auth_stop() the rest
+ * (the auth log that late callbacks append to).
  */
 void auth_stop_delivery(struct node *n);
 void auth_stop(struct node *n);
@@ -52,6 +55,15 @@ void auth_status(const struct node *n, json_t *status);
 /* ---- the sign-in engine: the HTTP API (auth_http.c) and RADIUS (radius_server.c) ---- */
 
 #define AUTH_SECRET_MAX 16 /* bytes of a PIN or a code, as sent */
+
+/*
+ * With directory.first_factor = "ldap", a directory user's first factor is
+ * their directory password (docs/directory.md), checked by a bind as their
+ * DN on a worker thread, where everyone else's is the PIN. It comes where
+ * the PIN does (auth_request.pin, or the first part of .password) and may
+ * be up to this long; the longer limits hold only in that mode.
+ */
+#define AUTH_PASSWORD_MAX DIRECTORY_PASSWORD_MAX
 
 enum auth_outcome {
     AUTH_ACCEPTED = 0,
@@ -110,6 +122,13 @@ typedef void (*auth_done_fn)(void *arg, const struct auth_result *r);
  * So what the portal keeps between its pages is a fact the engine decided
  * ("this user's PIN was right"), never a secret, and every failure still
  * lands in the same lockout counts and auth log as the API's.
+ *
+ * "PIN" above is the first factor: for a directory user under
+ * directory.first_factor = "ldap" every step that checks a PIN checks the
+ * directory password instead (a wrong one: reason "wrong_password", counted
+ * like a wrong PIN; a directory that does not answer: AUTH_ERROR
+ * "directory_unavailable", 503, not counted). Lockout is decided before the
+ * bind, so a locked user never reaches the directory.
  */
 enum auth_step {
     AUTH_STEP_ALL = 0,
@@ -126,7 +145,8 @@ struct auth_request {
     /*
      * Instead of pin and otp (RADIUS PAP's one User-Password): the PIN for
      * SMS; for TOTP and HOTP the PIN followed by the code — its last
-     * <digits> characters — or just the code when the user has no PIN.
+     * <digits> characters — or just the code when the user has no PIN. The
+     * directory password stands in for the PIN as above.
      */
     const char *password;
     const char *client_ip; /* numeric: the person signing in, or the caller */
@@ -134,9 +154,21 @@ struct auth_request {
      * A user without a PIN is refused (reason "pin_required", counted as a
      * wrong PIN) instead of going on to the code: the portal's, where a
      * username alone must not find a user, show their phone or send a code.
+     * A directory user whose first factor is the directory password has one.
      */
     bool require_pin;
 };
+
+/*
+ * Where a RADIUS password (auth_request.password) of <len> bytes splits:
+ * returns the length of its first part, the first factor; the rest is the
+ * code. For SMS (<sms>) all of it is the first factor. For a token the code
+ * is the last <digits> characters; a password no longer than that is all
+ * first factor, and the sign-in then fails for want of a code. Without a
+ * first factor (<has_first> false: no PIN, and no directory password) all
+ * of it is the code. Pure: unit-tested.
+ */
+size_t auth_password_split(size_t len, bool sms, bool has_first, size_t digits);
 
 /*
  * Starts a sign-in. <done> runs exactly once, possibly before this returns.

@@ -32,6 +32,7 @@ static const char *detail_of(const char *reason)
         { "database_unavailable", "the local database does not answer; try again" },
         { "token_unusable", "the token cannot be used; see the node's log" },
         { "challenge_expired", "the challenge expired or was used; start the sign-in again" },
+        { "directory_unavailable", "the directory does not answer; try again" },
     };
 
     for (size_t i = 0; reason && i < MFA_ARRAY_LEN(details); i++) {
@@ -121,6 +122,11 @@ static void out_of_memory(struct evhttp_request *req)
 
 const char *auth_body_signin(json_t *body, struct auth_body *b)
 {
+    return auth_body_signin_max(body, b, SECRET_MAX);
+}
+
+const char *auth_body_signin_max(json_t *body, struct auth_body *b, size_t pin_max)
+{
     const char *bad = NULL;
     bool present = false;
 
@@ -132,7 +138,9 @@ const char *auth_body_signin(json_t *body, struct auth_body *b)
         (b->has_method && strcmp(b->method, "sms") && strcmp(b->method, "totp") &&
          strcmp(b->method, "hotp")))
         return "method";
-    if (get_str(body, "pin", b->pin, SECRET_MAX, &b->has_pin, &bad) < 0 ||
+    if (pin_max > AUTH_PASSWORD_MAX)
+        pin_max = AUTH_PASSWORD_MAX;
+    if (get_str(body, "pin", b->pin, pin_max, &b->has_pin, &bad) < 0 ||
         get_str(body, "otp", b->otp, SECRET_MAX, &b->has_otp, &bad) < 0)
         return bad;
     if (get_str(body, "client_ip", b->client_ip, sizeof(b->client_ip) - 1, &b->has_client_ip,
@@ -158,10 +166,12 @@ void auth_handle_auth(struct evhttp_request *req, void *arg)
     json_t *body = begin(n, req, peer, sizeof(peer));
     struct auth_request rq = { 0 };
     struct auth_body b;
+    /* Under directory.first_factor = "ldap", pin may carry a directory password (docs/api.md). */
+    bool ldap = node_conf(n)->directory.first_factor == FIRST_FACTOR_LDAP;
 
     if (!body)
         return;
-    bad = auth_body_signin(body, &b);
+    bad = auth_body_signin_max(body, &b, ldap ? AUTH_PASSWORD_MAX : SECRET_MAX);
     drop_body(req, body);
     if (bad) {
         http_reply_error(req, 400, "bad_request", "%s: expected %s", bad,
@@ -169,6 +179,8 @@ void auth_handle_auth(struct evhttp_request *req, void *arg)
                          : strcmp(bad, "client_ip") == 0 ? "an IPv4 or IPv6 address"
                          : strcmp(bad, "username") == 0
                              ? "a string of 1 to 128 characters, no spaces or controls"
+                         : strcmp(bad, "pin") == 0 && ldap
+                             ? "a non-empty string of at most 128 characters"
                              : "a non-empty string of at most 16 characters");
         secret_wipe(&b, sizeof(b));
         return;

@@ -17,7 +17,7 @@
 struct auth_body {
     char username[USERS_USERNAME_MAX];
     char method[8];
-    char pin[AUTH_SECRET_MAX + 1];
+    char pin[AUTH_PASSWORD_MAX + 1]; /* or a directory user's password (auth.h) */
     char otp[AUTH_SECRET_MAX + 1];
     char client_ip[64];
     bool has_method, has_pin, has_otp, has_client_ip;
@@ -32,6 +32,13 @@ struct auth_body {
  * "client_ip"). <b> holds secrets either way: the caller wipes it.
  */
 const char *auth_body_signin(json_t *body, struct auth_body *b) MFA_MUSTCHECK;
+
+/*
+ * As auth_body_signin(), with pin up to <pin_max> bytes (at most
+ * AUTH_PASSWORD_MAX): AUTH_PASSWORD_MAX under directory.first_factor =
+ * "ldap", where pin carries a directory user's password.
+ */
+const char *auth_body_signin_max(json_t *body, struct auth_body *b, size_t pin_max) MFA_MUSTCHECK;
 
 /*
  * Reads the code of a POST /api/v1/challenges/{id}/verify body <body> (an

@@ -91,6 +91,7 @@ struct portal_job {
     /* the home page: the user's row, kept for the second read */
     char display_name[1040], phone[32], method[8];
     bool has_totp, has_hotp;
+    bool directory; /* signs in with the directory password (portal_directory_password()) */
 };
 
 /* A job for <s> (NULL after answering 500). */
@@ -100,7 +101,13 @@ struct portal_job *portal_job_new(struct node *n, struct evhttp_request *req,
 void portal_job_free(struct portal_job *j);
 
 /* The sentence for a sign-in the engine refused or could not finish. */
-const char *portal_signin_problem(const struct auth_result *r);
+const char *portal_signin_problem(const struct node *n, const struct auth_result *r);
+
+/*
+ * True when directory users sign in with their directory password
+ * (directory.first_factor = "ldap"): the pages then say "password or PIN".
+ */
+bool portal_directory_password(const struct node *n);
 
 /* ---- the pages (portal_signin.c, portal_settings.c) ---- */
 

@@ -8,6 +8,10 @@
  * the PIN and confirming an app also take the current PIN, checked by the
  * engine (AUTH_STEP_REPIN: a wrong one counts toward lockout), so a session
  * left open is not enough to move the second factor elsewhere.
+ *
+ * Under directory.first_factor = "ldap" a directory user's "current PIN" is
+ * their directory password (the engine binds as them), and their PIN part
+ * only says where that password is changed: in the directory, not here.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +35,8 @@
 static const char home_user_sql[] =
     "SELECT u.username, u.display_name, u.phone, u.method, u.disabled,"
     " EXISTS (SELECT 1 FROM oath_tokens t WHERE t.user_id = u.id AND t.kind = 'totp'),"
-    " EXISTS (SELECT 1 FROM oath_tokens t WHERE t.user_id = u.id AND t.kind = 'hotp')"
+    " EXISTS (SELECT 1 FROM oath_tokens t WHERE t.user_id = u.id AND t.kind = 'hotp'),"
+    " to_jsonb(u) ->> 'source'" /* schema 3's; NULL on schema 2 (docs/upgrade.md) */
     " FROM users u WHERE lower(u.username) = lower($1)";
 
 static const char home_recent_sql[] =
@@ -44,6 +49,7 @@ static void send_home(struct portal_job *j, struct portal_session *s, const PGre
 {
     static const char *const methods[] = { "sms", "totp", "hotp" };
     bool usable[] = { *j->phone != '\0', j->has_totp, j->has_hotp };
+    const char *current = j->directory ? "Your directory password" : "Your current PIN";
     struct pbuf b = { 0 };
 
     portal_page_begin(&b, j->n, "Your sign-in settings", s);
@@ -62,10 +68,11 @@ static void send_home(struct portal_job *j, struct portal_session *s, const PGre
     pbuf_puts(&b, "<label for=\"phone-input\">Phone (digits, may start with +)</label>"
                   "<input id=\"phone-input\" name=\"phone\" type=\"tel\" value=\"");
     pbuf_escape(&b, j->phone);
-    pbuf_puts(&b, "\"><label for=\"phone-pin\">Your current PIN</label><input id=\"phone-pin\" "
-                  "name=\"current_pin\" type=\"password\" inputmode=\"numeric\" "
-                  "autocomplete=\"current-password\">"
-                  "<button type=\"submit\">Save phone</button></form>");
+    pbuf_printf(&b,
+                "\"><label for=\"phone-pin\">%s</label><input id=\"phone-pin\" "
+                "name=\"current_pin\" type=\"password\"%s autocomplete=\"current-password\">"
+                "<button type=\"submit\">Save phone</button></form>",
+                current, j->directory ? "" : " inputmode=\"numeric\"");
 
     pbuf_puts(&b, "<h2>Sign-in method</h2>");
     portal_form_begin(&b, "method-form", "/portal/method", s);
@@ -78,18 +85,24 @@ static void send_home(struct portal_job *j, struct portal_session *s, const PGre
     }
     pbuf_puts(&b, "</select><button type=\"submit\">Save method</button></form>");
 
-    pbuf_puts(&b, "<h2>PIN</h2>");
-    portal_form_begin(&b, "pin-form", "/portal/pin", s);
-    pbuf_puts(&b, "<label for=\"current_pin\">Current PIN</label><input id=\"current_pin\" "
-                  "name=\"current_pin\" type=\"password\" inputmode=\"numeric\" "
-                  "autocomplete=\"current-password\">"
-                  "<label for=\"new_pin\">New PIN (4 to 8 digits)</label><input id=\"new_pin\" "
-                  "name=\"new_pin\" type=\"password\" inputmode=\"numeric\" "
-                  "autocomplete=\"new-password\">"
-                  "<label for=\"new_pin2\">New PIN again</label><input id=\"new_pin2\" "
-                  "name=\"new_pin2\" type=\"password\" inputmode=\"numeric\" "
-                  "autocomplete=\"new-password\">"
-                  "<button type=\"submit\">Change PIN</button></form>");
+    if (j->directory) {
+        /* Their first factor is the directory password (directory.first_factor = "ldap"). */
+        pbuf_puts(&b, "<h2>Password</h2><p id=\"pin-directory\">You sign in with the password of "
+                      "your company directory. It is changed there, not here.</p>");
+    } else {
+        pbuf_puts(&b, "<h2>PIN</h2>");
+        portal_form_begin(&b, "pin-form", "/portal/pin", s);
+        pbuf_puts(&b, "<label for=\"current_pin\">Current PIN</label><input id=\"current_pin\" "
+                      "name=\"current_pin\" type=\"password\" inputmode=\"numeric\" "
+                      "autocomplete=\"current-password\">"
+                      "<label for=\"new_pin\">New PIN (4 to 8 digits)</label><input id=\"new_pin\" "
+                      "name=\"new_pin\" type=\"password\" inputmode=\"numeric\" "
+                      "autocomplete=\"new-password\">"
+                      "<label for=\"new_pin2\">New PIN again</label><input id=\"new_pin2\" "
+                      "name=\"new_pin2\" type=\"password\" inputmode=\"numeric\" "
+                      "autocomplete=\"new-password\">"
+                      "<button type=\"submit\">Change PIN</button></form>");
+    }
 
     pbuf_puts(&b, "<h2>Authenticator app</h2><p><a id=\"totp-link\" href=\"/portal/totp\">Set up "
                   "an authenticator app</a></p>");
@@ -178,6 +191,8 @@ static void home_user_done(void *arg, const PGresult *res, const char *err)
     snprintf(j->method, sizeof(j->method), "%s", PQgetvalue(res, 0, 3));
     j->has_totp = strcmp(PQgetvalue(res, 0, 5), "t") == 0;
     j->has_hotp = strcmp(PQgetvalue(res, 0, 6), "t") == 0;
+    j->directory = portal_directory_password(j->n) && !PQgetisnull(res, 0, 7) &&
+                   strcmp(PQgetvalue(res, 0, 7), "directory") == 0;
     if (nodedb_read(j->n->db, home_recent_sql, 1, params, home_recent_done, j, &qerr) == 0)
         return;
     log_warn("portal.recent_failed err=%s", qerr);
@@ -305,9 +320,12 @@ static void repin_done(void *arg, const struct auth_result *r)
     if (r->outcome != AUTH_ACCEPTED) {
         bool wrong = r->reason && (strcmp(r->reason, "wrong_pin") == 0 ||
                                    strcmp(r->reason, "pin_required") == 0);
+        bool wrong_password = r->reason && strcmp(r->reason, "wrong_password") == 0;
 
         portal_flash(s, true, "%s",
-                     wrong ? "Your current PIN is not right." : portal_signin_problem(r));
+                     wrong            ? "Your current PIN is not right."
+                     : wrong_password ? "Your directory password is not right."
+                                      : portal_signin_problem(j->n, r));
         portal_redirect(j->n, j->req, s->id, rj->back);
         goto done;
     }
@@ -450,21 +468,30 @@ void portal_post_method(struct node *n, struct evhttp_request *req, struct porta
 static void pin_done(void *arg, const PGresult *res, const char *err)
 {
     static const struct change c = { "pin", "Your PIN was changed.", "Your PIN was not changed." };
+    static const struct change c_directory = {
+        "pin", "Your PIN was changed.",
+        "Your PIN was not changed. If you sign in with your company directory password, that "
+        "password is changed in the directory."
+    };
+    struct portal_job *j = arg;
 
-    change_done(arg, &c, res, err);
-    portal_job_free(arg);
+    change_done(j, portal_directory_password(j->n) ? &c_directory : &c, res, err);
+    portal_job_free(j);
 }
 
 /* The current PIN was right: the new PIN's hash is written. */
 static bool pin_write(struct portal_job *j, struct portal_session *s)
 {
+    /* $4: a directory user's first factor is the directory password; a PIN would be unused. */
     static const char sql[] =
         "WITH u AS (UPDATE users SET pin_hash = $2, updated_at = now()"
-        "  WHERE lower(username) = lower($1) AND NOT disabled RETURNING username)," AUDIT(
-            "\"pin\"") " SELECT username FROM u";
-    const char *params[3] = { j->username, j->value, j->n->id };
+        "  WHERE lower(username) = lower($1) AND NOT disabled"
+        "  AND NOT ($4::boolean AND to_jsonb(users) ->> 'source' IS NOT DISTINCT FROM 'directory')"
+        "  RETURNING username)," AUDIT("\"pin\"") " SELECT username FROM u";
+    const char *params[4] = { j->username, j->value, j->n->id,
+                              portal_directory_password(j->n) ? "t" : "f" };
 
-    return write_change(j, s, "pin", sql, 3, params, pin_done);
+    return write_change(j, s, "pin", sql, 4, params, pin_done);
 }
 void portal_post_pin(struct node *n, struct evhttp_request *req, struct portal_session *s,
                      const struct portal_form *f)
@@ -522,8 +549,10 @@ void portal_page_totp(struct node *n, struct evhttp_request *req, struct portal_
         return;
     }
     portal_page_begin(&b, n, "Set up an authenticator app", s);
-    pbuf_puts(&b, "<p>Scan the QR code with your authenticator app, or type in the key. Then "
-                  "enter the code the app shows, and your PIN, to finish.</p>");
+    pbuf_printf(&b,
+                "<p>Scan the QR code with your authenticator app, or type in the key. Then "
+                "enter the code the app shows, and your %s, to finish.</p>",
+                portal_directory_password(n) ? "password or PIN" : "PIN");
     if (portal_qr_svg(&b, uri) < 0)
         pbuf_puts(&b, "<p>The QR code cannot be drawn; type in the key instead.</p>");
     pbuf_puts(&b, "<p>Key: <code id=\"totp-secret\">");
@@ -535,9 +564,13 @@ void portal_page_totp(struct node *n, struct evhttp_request *req, struct portal_
     pbuf_puts(&b, "<label for=\"code\">Code from the app</label>"
                   "<input id=\"code\" name=\"code\" inputmode=\"numeric\" "
                   "autocomplete=\"one-time-code\" required>"
-                  "<label for=\"totp-pin\">Your current PIN</label><input id=\"totp-pin\" "
-                  "name=\"current_pin\" type=\"password\" inputmode=\"numeric\" "
-                  "autocomplete=\"current-password\">"
+                  "<label for=\"totp-pin\">");
+    pbuf_puts(&b, portal_directory_password(n)
+                      ? "Your password or PIN</label><input id=\"totp-pin\" name=\"current_pin\" "
+                        "type=\"password\" "
+                      : "Your current PIN</label><input id=\"totp-pin\" name=\"current_pin\" "
+                        "type=\"password\" inputmode=\"numeric\" ");
+    pbuf_puts(&b, "autocomplete=\"current-password\">"
                   "<button type=\"submit\">Finish</button></form>"
                   "<p><a href=\"/portal/home\">Back to your settings</a></p>");
     portal_page_end(&b, n);

@@ -12,6 +12,11 @@
  * One check is in flight per session (busy), and an answer is taken only
  * for the session generation and user it was asked for: a slow code check
  * of user A cannot complete a PIN step of user B that finished meanwhile.
+ *
+ * Under directory.first_factor = "ldap" the first field takes a directory
+ * user's password or anyone else's PIN; the page is the same for both and
+ * says "Password or PIN", so it cannot tell which kind of user a username
+ * is.
  */
 #include <stdio.h>
 #include <string.h>
@@ -22,8 +27,20 @@
 #include "portal_page.h"
 #include "users_priv.h"
 
+bool portal_directory_password(const struct node *n)
+{
+    return node_conf(n)->directory.first_factor == FIRST_FACTOR_LDAP;
+}
+
+/* The one answer for an unknown user, a wrong first factor, no PIN, or a disabled account. */
+static const char *wrong_signin(const struct node *n)
+{
+    return portal_directory_password(n) ? "Wrong username, password or PIN." : portal_msg_wrong_pin;
+}
+
 void portal_page_signin(struct node *n, struct evhttp_request *req, struct portal_session *s)
 {
+    bool password = portal_directory_password(n);
     struct pbuf b = { 0 };
 
     if (s->state == PORTAL_SIGNED_IN) {
@@ -38,16 +55,20 @@ void portal_page_signin(struct node *n, struct evhttp_request *req, struct porta
     portal_form_begin(&b, "signin", "/portal/signin", s);
     pbuf_puts(&b, "<label for=\"username\">Username</label>"
                   "<input id=\"username\" name=\"username\" autocomplete=\"username\" "
-                  "autocapitalize=\"none\" required>"
-                  "<label for=\"pin\">PIN</label>"
-                  "<input id=\"pin\" name=\"pin\" type=\"password\" inputmode=\"numeric\" "
-                  "autocomplete=\"current-password\">"
+                  "autocapitalize=\"none\" required>");
+    /* A password is not numeric: no digit keyboard on phones then. */
+    pbuf_puts(&b, password ? "<label for=\"pin\">Password or PIN</label>"
+                             "<input id=\"pin\" name=\"pin\" type=\"password\" "
+                           : "<label for=\"pin\">PIN</label>"
+                             "<input id=\"pin\" name=\"pin\" type=\"password\" "
+                             "inputmode=\"numeric\" ");
+    pbuf_puts(&b, "autocomplete=\"current-password\">"
                   "<button type=\"submit\">Continue</button></form>");
     portal_page_end(&b, n);
     portal_send_page(n, req, 200, s->id, &b);
 }
 
-const char *portal_signin_problem(const struct auth_result *r)
+const char *portal_signin_problem(const struct node *n, const struct auth_result *r)
 {
     static const struct {
         const char *reason, *text;
@@ -67,14 +88,16 @@ const char *portal_signin_problem(const struct auth_result *r)
         { "wrong_code", "That code is not right. Please try again." },
         { "database_unavailable", "The server cannot check your account right now. Please try "
                                   "again in a moment." },
+        { "directory_unavailable", "The company directory cannot check your password right now. "
+                                   "Please try again in a moment." },
     };
 
     for (size_t i = 0; r->reason && i < MFA_ARRAY_LEN(texts); i++) {
         if (strcmp(texts[i].reason, r->reason) == 0)
             return texts[i].text;
     }
-    /* unknown_user, wrong_pin, pin_required, disabled: never say which */
-    return r->outcome == AUTH_REJECTED ? portal_msg_wrong_pin
+    /* unknown_user, wrong_pin, wrong_password, pin_required, disabled: never say which */
+    return r->outcome == AUTH_REJECTED ? wrong_signin(n)
                                        : "Signing in is not possible right now. Please try again.";
 }
 
@@ -108,7 +131,7 @@ static void signin_done(void *arg, const struct auth_result *r)
     if (!s)
         goto done;
     if (r->outcome != AUTH_CHALLENGE) {
-        portal_flash(s, true, "%s", portal_signin_problem(r));
+        portal_flash(s, true, "%s", portal_signin_problem(j->n, r));
         portal_redirect(j->n, j->req, s->id, "/portal/");
         goto done;
     }
@@ -165,7 +188,7 @@ void portal_post_signin(struct node *n, struct evhttp_request *req, struct porta
     *s->username = *s->challenge_id = *s->phone_tail = '\0';
     if (!user || users_check_username("username", user, NULL) < 0 ||
         strlen(user) >= PORTAL_USER_MAX) {
-        portal_flash(s, true, "%s", portal_msg_wrong_pin);
+        portal_flash(s, true, "%s", wrong_signin(n));
         portal_redirect(n, req, s->id, "/portal/");
         return;
     }
@@ -242,7 +265,7 @@ static void factor_done(void *arg, const struct auth_result *r)
     again = r->outcome == AUTH_REJECTED && r->reason &&
             (strcmp(r->reason, "replayed") == 0 ||
              (strcmp(r->reason, "wrong_code") == 0 && r->attempts_left != 0));
-    portal_flash(s, true, "%s", portal_signin_problem(r));
+    portal_flash(s, true, "%s", portal_signin_problem(j->n, r));
     if (!again)
         portal_session_set_state(portal_store_of(j->n), s, PORTAL_ANON);
     portal_redirect(j->n, j->req, s->id, again ? "/portal/factor" : "/portal/");

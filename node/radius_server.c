@@ -407,6 +407,7 @@ static const char *reject_message(const struct auth_result *r)
         { "sms_rate_limited", "Too many codes were sent; try again later" },
         { "sms_cap_reached", "No code can be sent now; try again later" },
         { "sms_failed", "The code could not be sent; try again later" },
+        { "directory_unavailable", "The directory does not answer; try again later" },
     };
 
     for (size_t i = 0; r->reason && i < MFA_ARRAY_LEN(texts); i++) {
@@ -566,6 +567,7 @@ static void keep_proxy_states(struct rreq *rq, const struct radius_packet *p)
 /* Hands an Access-Request to the sign-in engine. */
 static void sign_in(struct radius_server *rs, struct rreq *rq, const struct radius_packet *p)
 {
+    /* All 128 bytes: a directory user's password and code may need them (auth.h). */
     char username[USERS_USERNAME_MAX], password[RADIUS_PASSWORD_MAX + 1], state[ID_MAX];
     char client_ip[64];
     const struct radius_attr *pw = radius_find(p, RADIUS_USER_PASSWORD);

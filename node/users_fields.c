@@ -1,128 +1,18 @@
 /*
  * The rules of a user's fields (see users_priv.h), apart from the handlers
- * so that the unit tests and the fuzz target link them alone.
- *
- * The checks mirror the CHECK constraints of the users table (schema 001)
- * and are a little stricter where the database's answer would depend on its
- * locale: a username may hold no Unicode space or invisible character either,
- * whatever [:space:] means to the server. Text must be valid UTF-8 without
- * NUL (PostgreSQL stores neither invalid UTF-8 nor NUL); lengths are counted
- * in characters, as the schema counts them.
+ * so that the unit tests and the fuzz target link them alone. The rules of
+ * each field are common/userfields.c's, which the directory sync applies
+ * too; here is what the API adds: which fields a request may give, the
+ * method and PIN, and ISO 8601 times.
  */
 #include "users_priv.h"
 
 #include <ctype.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "errmsg.h"
 #include "secrets.h"
-
-/*
- * Decodes the UTF-8 sequence at *p (RFC 3629: no overlong forms, no
- * surrogates, at most U+10FFFF) into *cp and advances *p. Returns 0, or -1.
- */
-static int utf8_next(const unsigned char **p, uint32_t *cp)
-{
-    const unsigned char *s = *p;
-    uint32_t c = s[0], min;
-    int n;
-
-    if (c < 0x80) {
-        *cp = c;
-        *p = s + 1;
-        return 0;
-    }
-    if ((c & 0xE0) == 0xC0) {
-        n = 1, c &= 0x1F, min = 0x80;
-    } else if ((c & 0xF0) == 0xE0) {
-        n = 2, c &= 0x0F, min = 0x800;
-    } else if ((c & 0xF8) == 0xF0) {
-        n = 3, c &= 0x07, min = 0x10000;
-    } else {
-        return -1;
-    }
-    for (int i = 1; i <= n; i++) {
-        if ((s[i] & 0xC0) != 0x80) /* also stops at the NUL */
-            return -1;
-        c = (c << 6) | (s[i] & 0x3F);
-    }
-    if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-        return -1;
-    *cp = c;
-    *p = s + n + 1;
-    return 0;
-}
-
-static bool is_control(uint32_t c)
-{
-    return c < 0x20 || (c >= 0x7F && c <= 0x9F);
-}
-
-/* Unicode White_Space and the invisible format characters that fake one. */
-static bool is_space_like(uint32_t c)
-{
-    return c == ' ' || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200F) || c == 0x2028 ||
-           c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x2060 || c == 0x3000 || c == 0xFEFF;
-}
-
-/*
- * Counts the characters of <s>: -1 when it is not valid UTF-8, -2 when one
- * is a control character (or, with <no_space>, a space or invisible one).
- */
-static long text_chars(const char *s, bool no_space)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    long n = 0;
-    uint32_t c;
-
-    while (*p) {
-        if (utf8_next(&p, &c) < 0)
-            return -1;
-        if (is_control(c) || (no_space && is_space_like(c)))
-            return -2;
-        n++;
-    }
-    return n;
-}
-
-int users_check_username(const char *what, const char *s, char **err)
-{
-    long n = text_chars(s, true);
-
-    if (n < 1 || n > USERS_USERNAME_CHARS)
-        return err_set(err,
-                       "%s: must be 1 to %d characters of UTF-8, none of them a space or a "
-                       "control character",
-                       what, USERS_USERNAME_CHARS);
-    return 0;
-}
-
-static int check_text(const char *what, const char *s, bool no_space, char **err)
-{
-    long n = text_chars(s, no_space);
-
-    if (n == -1)
-        return err_set(err, "%s: is not valid UTF-8", what);
-    if (n == -2)
-        return err_set(err, "%s: must not contain control characters%s", what,
-                       no_space ? " or spaces" : "");
-    if (n > USERS_TEXT_CHARS)
-        return err_set(err, "%s: must be at most %d characters", what, USERS_TEXT_CHARS);
-    return 0;
-}
-
-/* The schema's ^\+?[0-9]{3,20}$ */
-static bool phone_ok(const char *s)
-{
-    size_t digits;
-
-    if (*s == '+')
-        s++;
-    digits = strspn(s, "0123456789");
-    return s[digits] == '\0' && digits >= 3 && digits <= 20;
-}
 
 int users_fields_check(const struct users_fields *f, bool create, char **err)
 {
@@ -130,16 +20,12 @@ int users_fields_check(const struct users_fields *f, bool create, char **err)
         return err_set(err, "username: required");
     if (f->username && users_check_username("username", f->username, err) < 0)
         return -1;
-    if (f->display_name && check_text("display_name", f->display_name, false, err) < 0)
+    if (f->display_name && users_check_text("display_name", f->display_name, false, err) < 0)
         return -1;
-    if (f->email && *f->email) {
-        if (check_text("email", f->email, true, err) < 0)
-            return -1;
-        if (!strchr(f->email, '@'))
-            return err_set(err, "email: must contain an '@'");
-    }
-    if (f->phone && *f->phone && !phone_ok(f->phone))
-        return err_set(err, "phone: must be 3 to 20 digits, optionally after a '+', no spaces");
+    if (f->email && users_check_email("email", f->email, err) < 0)
+        return -1;
+    if (f->phone && users_check_phone("phone", f->phone, err) < 0)
+        return -1;
     if (create && !f->method)
         return err_set(err, "method: required (sms, totp or hotp)");
     if (f->method && strcmp(f->method, "push") == 0)

@@ -18,13 +18,11 @@
 #include "mem.h"
 #include "node.h"
 #include "pgconn.h"
+#include "userfields.h" /* users_check_username(), USERS_USERNAME_MAX */
 
-#define USERS_USERNAME_CHARS 128                            /* the schema's limit, in characters */
-#define USERS_USERNAME_MAX   (USERS_USERNAME_CHARS * 4 + 1) /* bytes of UTF-8 and a NUL */
-#define USERS_TEXT_CHARS     256                            /* display_name, email: characters */
-#define USERS_ACTOR_MAX      129                            /* an API key's name and a NUL */
-#define USERS_LIMIT_DEFAULT  100                            /* rows per page of the lists */
-#define USERS_LIMIT_MAX      1000
+#define USERS_ACTOR_MAX     129 /* an API key's name and a NUL */
+#define USERS_LIMIT_DEFAULT 100 /* rows per page of the lists */
+#define USERS_LIMIT_MAX     1000
 
 /*
  * The columns a user is shown with, from a row or CTE named "u": never the
@@ -57,12 +55,6 @@ struct users_fields {
  * starts with the field's name ("phone: ...").
  */
 int users_fields_check(const struct users_fields *f, bool create, char **err) MFA_MUSTCHECK;
-
-/*
- * 1 to 128 characters of valid UTF-8, none a space, a control character or
- * an invisible one. Returns 0, or -1 with *err naming <what>.
- */
-int users_check_username(const char *what, const char *s, char **err) MFA_MUSTCHECK;
 
 /*
  * Fills <f> from the JSON object <body> of a create (<create>) or an update:

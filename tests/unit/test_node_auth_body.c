@@ -2,12 +2,15 @@
  * The sign-in and verify bodies of the HTTP API (node/auth_http.c): which
  * member a bad body is reported by, and what a good one yields. The fuzz
  * target (fuzz_api_json) checks that nothing crashes; this checks the
- * answers the API documents.
+ * answers the API documents. And where a RADIUS password splits into first
+ * factor and code (auth_password_split()).
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -78,6 +81,75 @@ static void test_signin_good(void **state)
     assert_true(b.has_method && b.has_pin && b.has_otp && b.has_client_ip);
 }
 
+/* pin carries a directory password under directory.first_factor = "ldap": up to 128 bytes. */
+static void test_signin_long_pin(void **state)
+{
+    char pin[AUTH_PASSWORD_MAX + 2], text[512];
+    json_t *body;
+    struct auth_body b;
+
+    (void)state;
+    memset(pin, 'p', sizeof(pin) - 1);
+    pin[sizeof(pin) - 1] = '\0';
+    for (size_t len = 16; len <= AUTH_PASSWORD_MAX + 1; len++) {
+        pin[len] = '\0';
+        snprintf(text, sizeof(text), "{\"username\": \"dora\", \"pin\": \"%s\"}", pin);
+        body = json_loads(text, 0, NULL);
+        assert_non_null(body);
+        /* The PIN mode's limit stays 16, */
+        if (len <= AUTH_SECRET_MAX)
+            assert_null(auth_body_signin(body, &b));
+        else
+            assert_string_equal(auth_body_signin(body, &b), "pin");
+        /* the directory password's is 128, and never more whatever is asked. */
+        if (len <= AUTH_PASSWORD_MAX) {
+            assert_null(auth_body_signin_max(body, &b, AUTH_PASSWORD_MAX));
+            assert_int_equal(strlen(b.pin), len);
+        } else {
+            assert_string_equal(auth_body_signin_max(body, &b, AUTH_PASSWORD_MAX), "pin");
+            assert_string_equal(auth_body_signin_max(body, &b, 4096), "pin");
+        }
+        json_decref(body);
+        pin[len] = 'p';
+    }
+}
+
+static void test_password_split(void **state)
+{
+    static const struct {
+        size_t len;
+        bool sms, has_first;
+        size_t digits, first;
+    } cases[] = {
+        /* SMS: all of it is the first factor (the code comes in the next round) */
+        { 4, true, true, 6, 4 },
+        { 128, true, true, 6, 128 },
+        { 6, true, false, 6, 0 },
+        /* a token: the last <digits> characters are the code */
+        { 10, false, true, 6, 4 },
+        { 128, false, true, 6, 122 },
+        { 128, false, true, 8, 120 },
+        { 7, false, true, 6, 1 },
+        /* no longer than the code: all first factor, and the sign-in wants a code */
+        { 6, false, true, 6, 6 },
+        { 3, false, true, 6, 3 },
+        { 0, false, true, 6, 0 },
+        /* no first factor: all of it is the code */
+        { 6, false, false, 6, 0 },
+        { 40, false, false, 8, 0 },
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t got =
+            auth_password_split(cases[i].len, cases[i].sms, cases[i].has_first, cases[i].digits);
+
+        if (got != cases[i].first)
+            fail_msg("case %zu: len %zu: expected %zu, got %zu", i, cases[i].len, cases[i].first,
+                     got);
+    }
+}
+
 static void test_verify(void **state)
 {
     char otp[AUTH_SECRET_MAX + 1];
@@ -101,6 +173,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_signin_bad_members),
         cmocka_unit_test(test_signin_good),
+        cmocka_unit_test(test_signin_long_pin),
+        cmocka_unit_test(test_password_split),
         cmocka_unit_test(test_verify),
     };
 

@@ -1,0 +1,341 @@
+"""The directory password as the first factor (directory.first_factor =
+"ldap", docs/directory.md) against a real OpenLDAP server (Debian's slapd,
+ldapd.py) and a real one-member cluster with its balancer (RADIUS front):
+
+RADIUS with the directory password followed by the TOTP code is accepted
+(a password longer than any PIN, as RADIUS allows); a wrong password is
+rejected and counted in the lockouts table; enough wrong ones lock the user
+out, the right password then too, and queue one "locked" e-mail event; an
+SMS user's password is answered with Access-Challenge and the code then
+accepted; the API's pin member carries the password; the portal's sign-in
+says "Password or PIN", takes the directory password then the TOTP code,
+rejects a wrong one with the one generic sentence, and shows no PIN form to
+a directory user; a local user still signs in with their PIN; with slapd
+stopped a sign-in is "directory_unavailable" (503, Access-Reject) and is
+not counted toward lockout, while a locked-out user is told so (lockout comes
+before the bind); a directory user without a DN is refused and not counted;
+no password is in any daemon's log.
+
+Directory users are made in the database (source 'directory' and the
+entry's DN), as a sync makes them. The tests run in file order (one
+cluster and one slapd for the module): run the module whole."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import psycopg2
+import pytest
+
+import otp_ref
+from ldapd import Slapd
+from test_portal import Browser, by_id
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "appliance"))
+from cluster import Cluster, wait_for  # noqa: E402
+
+# Longer than any PIN and code together (32 bytes): only the directory path takes it.
+DORA_PW = "correct horse battery staple, 4711 times over & more"
+SAM_PW = "sam's own pass phrase"
+LENA_PW = "lena-Pa55word!"
+PIN = "2468"
+MAX_FAILURES = 4  # dora below has three wrong ones and is not locked out
+
+
+@pytest.fixture(scope="module")
+def env():
+    build = os.environ.get("MFA_BUILD_DIR")
+    if not build:
+        pytest.fail("MFA_BUILD_DIR is not set; run through ctest (./tests/run)")
+    base = tempfile.mkdtemp(prefix="mfa-dirauth-", dir="/tmp")
+    d = c = None
+    try:
+        d = Slapd(base)
+        d.add_user("dora", "Dora D", "dora@example.com", None, DORA_PW)
+        d.add_user("sam", "Sam S", "sam@example.com", "+41791110000", SAM_PW)
+        d.add_user("lena", "Lena L", "lena@example.com", None, LENA_PW)
+        # A wide TOTP window: each sign-in takes a step of its own (the replay guard).
+        c = Cluster(base, build, members=1, balancers=["n1"],
+                    node_conf="otp = { totp_window = 10; }; lockout = { max_failures = "
+                              f"{MAX_FAILURES}; max_failures_total = {MAX_FAILURES}; }};")
+        c.extra_conf = d.conf_section(user=c.user, first_factor="ldap")
+        c.create()
+        c.start(timeout=120)
+        c.m = c.members[0]
+        rc, out, err = c.mfactl("--json", "apikey", "create", "test-admin", member=c.m)
+        assert rc == 0, err
+        c.admin_key = json.loads(out)["key"]
+        wait_for(lambda: api(c, "GET", "/api/v1/users?limit=1")[0] == 200, 20,
+                 "the node knows the key")
+        c.slapd = d
+        c.totp = {}
+        for user, method, phone in (("dora", "totp", ""), ("sam", "sms", "+41791110000"),
+                                    ("lena", "totp", "")):
+            directory_user(c, user, method, phone, d.user_dn(user))
+            if method == "totp":
+                st, doc = api(c, "POST", f"/api/v1/users/{user}/totp", {})
+                assert st == 201, doc
+                c.totp[user] = Totp(doc["secret"])
+        st, doc = api(c, "POST", "/api/v1/users", {"username": "loc", "method": "totp",
+                                                   "pin": PIN})
+        assert st == 201, doc
+        st, doc = api(c, "POST", "/api/v1/users/loc/totp", {})
+        assert st == 201, doc
+        c.totp["loc"] = Totp(doc["secret"])
+        # The front forwards only to a node it sees up.
+        wait_for(lambda: radius(c, "nobody", "x", timeout=1, retries=1)[0] == "Access-Reject",
+                 30, "the RADIUS front answers")
+        yield c
+    finally:
+        if c:
+            c.stop()
+        if d:
+            d.stop()
+        if not os.environ.get("MFA_KEEP"):
+            shutil.rmtree(base, ignore_errors=True)
+
+
+# ---- helpers ----
+
+def api(c, method, path, body=None):
+    return c.m.node(method, path, body, key=c.admin_key)
+
+
+def query(c, sql, args=()):
+    with psycopg2.connect(c.m.dsn()) as conn, conn.cursor() as cur:
+        cur.execute(sql, args)
+        return cur.fetchall() if cur.description else None
+
+
+def directory_user(c, user, method, phone, dn):
+    """A directory user as a sync makes one (whether or not the node's own sync came first)."""
+    query(c, "INSERT INTO users (username, display_name, email, phone, method, source,"
+             " directory_dn) VALUES (%s, %s, %s, %s, %s, 'directory', %s)"
+             " ON CONFLICT ((lower(username))) DO UPDATE SET method = excluded.method,"
+             " phone = excluded.phone, source = 'directory', directory_dn = excluded.directory_dn,"
+             " disabled = false",
+          (user, user.title(), f"{user}@example.com", phone, method, dn))
+
+
+def failures(c, user):
+    rows = query(c, "SELECT coalesce(sum(failures), 0) FROM lockouts WHERE username = %s", (user,))
+    return int(rows[0][0])
+
+
+class Totp:
+    """A TOTP app: each code from a time step after the last one used (the replay guard)."""
+
+    def __init__(self, secret):
+        self.key = otp_ref.b32decode(secret)
+        self.last = None
+
+    def code(self):
+        now = int(time.time() // 30)
+        step = now - 8 if self.last is None else max(self.last + 1, now - 8)
+        assert step <= now + 9, "out of TOTP steps in the window"
+        self.last = step
+        return otp_ref.hotp(self.key, step)
+
+
+def radius(c, user, password, state=None, timeout=3, retries=2):
+    """One Access-Request through the balancer's front: (reply code, {attr: value}, output)."""
+    attrs = {"User-Name": f'"{user}"', "User-Password": f'"{password}"',
+             "Message-Authenticator": "0x00"}
+    if state:
+        attrs["State"] = state
+    front = c.m.ports["radius"]
+    text = "\n".join(f"{k} = {v}" for k, v in attrs.items()) + "\n"
+    p = subprocess.run(["radclient", "-x", "-t", str(timeout), "-r", str(retries),
+                        f"127.0.0.1:{front}", "auth", c.radius_secret],
+                       input=text, capture_output=True, text=True, timeout=60)
+    out = p.stdout + p.stderr
+    m = re.search(r"Received (Access-\w+) Id \d+ from 127\.0\.0\.1:(\d+)", out)
+    if not m:
+        return None, {}, out
+    return m.group(1), dict(re.findall(r"^\s+([\w-]+) = (.*)$", out[m.end():], re.M)), out
+
+
+def auth(c, body):
+    return api(c, "POST", "/api/v1/auth", body)
+
+
+class NodePort:
+    """What test_portal's Browser needs of a node: its HTTP port."""
+
+    def __init__(self, member):
+        self.port = member.ports["node"]
+
+
+# ---- RADIUS and the API ----
+
+def test_radius_password_and_totp(env):
+    c = env
+    assert len(DORA_PW) > 32
+    kind, _, out = radius(c, "dora", DORA_PW + c.totp["dora"].code())
+    assert kind == "Access-Accept", out
+    # The API: pin carries the directory password.
+    st, doc = auth(c, {"username": "dora", "pin": DORA_PW, "otp": c.totp["dora"].code()})
+    assert (st, doc["result"]) == (200, "accepted"), doc
+
+
+def test_wrong_password_rejected_and_counted(env):
+    c = env
+    kind, reply, out = radius(c, "dora", "not-her-password" + c.totp["dora"].code())
+    assert kind == "Access-Reject", out
+    wait_for(lambda: failures(c, "dora") == 1, 10, "the wrong password counted in lockouts")
+    st, doc = auth(c, {"username": "dora", "pin": "still-wrong", "otp": c.totp["dora"].code()})
+    assert (st, doc["result"], doc["reason"]) == (200, "rejected", "wrong_password"), doc
+    wait_for(lambda: failures(c, "dora") == 2, 10, "the second one counted too")
+    # No password (only the code) is wrong without asking the directory, and counted.
+    st, doc = auth(c, {"username": "dora", "otp": c.totp["dora"].code()})
+    assert doc["reason"] == "wrong_password", doc
+    # The right password signs in and clears the failures from this address.
+    st, doc = auth(c, {"username": "dora", "pin": DORA_PW, "otp": c.totp["dora"].code()})
+    assert doc["result"] == "accepted", doc
+    wait_for(lambda: failures(c, "dora") == 0, 10, "the failures cleared")
+
+
+def test_lockout_and_locked_mail(env):
+    c = env
+    for i in range(MAX_FAILURES):
+        kind, _, out = radius(c, "lena", f"wrong-{i}" + c.totp["lena"].code())
+        assert kind == "Access-Reject", out
+    wait_for(lambda: failures(c, "lena") == MAX_FAILURES, 10, "every wrong password counted")
+    # Locked: the right password and code are refused, and the directory is not asked.
+    st, doc = auth(c, {"username": "lena", "pin": LENA_PW, "otp": c.totp["lena"].code()})
+    assert (doc["result"], doc["reason"]) == ("rejected", "locked_out"), doc
+    kind, _, out = radius(c, "lena", LENA_PW + c.totp["lena"].code())
+    assert kind == "Access-Reject", out
+    assert failures(c, "lena") == MAX_FAILURES, "a locked-out attempt is not another failure"
+    # Reaching the limit queued one "locked" e-mail, and only one.
+    wait_for(lambda: query(c, "SELECT count(*) FROM email_outbox WHERE username = 'lena'"
+                              " AND event = 'locked'")[0][0] == 1, 10, "the locked e-mail queued")
+    row = query(c, "SELECT to_addr, method FROM email_outbox WHERE username = 'lena'"
+                   " AND event = 'locked'")[0]
+    assert row == ("lena@example.com", "totp"), row
+
+
+def test_sms_password_then_code(env):
+    c = env
+    sent = len(c.m.sms())
+    kind, reply, out = radius(c, "sam", SAM_PW)
+    assert kind == "Access-Challenge", out
+    wait_for(lambda: len(c.m.sms()) > sent, 10, "the SMS sent")
+    code = re.search(r"\b(\d{6})\b", c.m.sms()[-1]["text"]).group(1)
+    kind, _, out = radius(c, "sam", code, state=reply["State"])
+    assert kind == "Access-Accept", out
+    # A wrong password sends nothing.
+    kind, _, out = radius(c, "sam", "wrong" + SAM_PW)
+    assert kind == "Access-Reject", out
+    assert len(c.m.sms()) == sent + 1
+
+
+def test_local_user_keeps_the_pin(env):
+    c = env
+    kind, _, out = radius(c, "loc", PIN + c.totp["loc"].code())
+    assert kind == "Access-Accept", out
+    st, doc = auth(c, {"username": "loc", "pin": "9999", "otp": c.totp["loc"].code()})
+    assert doc["reason"] == "wrong_pin", doc
+    # A long "PIN" (room for a directory password in this mode) is just a wrong PIN.
+    st, doc = auth(c, {"username": "loc", "pin": PIN * 10, "otp": c.totp["loc"].code()})
+    assert (st, doc["reason"]) == (200, "wrong_pin"), doc
+    st, doc = auth(c, {"username": "loc", "pin": PIN, "otp": c.totp["loc"].code()})
+    assert doc["result"] == "accepted", doc
+
+
+def test_directory_user_without_dn(env):
+    c = env
+    directory_user(c, "nodn", "sms", "+41791110001", None)
+    st, doc = auth(c, {"username": "nodn", "pin": "anything"})
+    assert (st, doc["result"], doc["reason"]) == (200, "rejected", "no_directory_dn"), doc
+    assert "auth.no_directory_dn user=nodn" in c.m.log("node")
+    # The administrator's to fix, not counted against the user.
+    st, doc = auth(c, {"username": "loc", "pin": "9998", "otp": c.totp["loc"].code()})
+    assert doc["reason"] == "wrong_pin", doc
+    wait_for(lambda: failures(c, "loc") == 1, 10, "the local user's failure counted")
+    assert failures(c, "nodn") == 0
+    st, doc = auth(c, {"username": "loc", "pin": PIN, "otp": c.totp["loc"].code()})
+    assert doc["result"] == "accepted", doc
+    wait_for(lambda: failures(c, "loc") == 0, 10, "the local user's failures cleared")
+
+
+# ---- the portal ----
+
+def test_portal_password_then_code(env):
+    c = env
+    b = Browser(NodePort(c.m))
+    resp, text = b.go("GET", "/portal/")
+    assert '<label for="pin">Password or PIN</label>' in text, text
+    b.submit("/portal/signin", username="dora", pin="wrong password")
+    assert by_id(b.last, "error") == "Wrong username, password or PIN.", b.last
+    # An unknown user gets the very same answer.
+    b.submit("/portal/signin", username="nobody-here", pin="wrong password")
+    assert by_id(b.last, "error") == "Wrong username, password or PIN.", b.last
+    resp, text = b.submit("/portal/signin", username="dora", pin=DORA_PW)
+    assert 'id="factor"' in text, text
+    resp, text = b.submit("/portal/factor", code=c.totp["dora"].code())
+    assert 'id="profile"' in text, text
+    # No PIN form for a directory user: the password is the directory's.
+    assert 'id="pin-directory"' in text and 'id="pin-form"' not in text, text
+    assert "Your directory password" in text
+    # Changing the phone takes the directory password (AUTH_STEP_REPIN).
+    b.submit("/portal/phone", phone="+41790000001", current_pin="wrong")
+    assert by_id(b.last, "error") == "Your directory password is not right.", b.last
+    b.submit("/portal/phone", phone="+41790000001", current_pin=DORA_PW)
+    assert by_id(b.last, "notice") == "Your phone number was changed.", b.last
+    # A PIN cannot be set for a directory user, even by a hand-made form.
+    b.submit("/portal/pin", current_pin=DORA_PW, new_pin="1357", new_pin2="1357")
+    assert "Your PIN was not changed." in by_id(b.last, "error"), b.last
+    assert query(c, "SELECT pin_hash FROM users WHERE username = 'dora'")[0][0] is None
+
+    # A local user signs in with the PIN on the same page, and keeps the PIN form.
+    lb = Browser(NodePort(c.m))
+    lb.go("GET", "/portal/")
+    resp, text = lb.submit("/portal/signin", username="loc", pin=PIN)
+    assert 'id="factor"' in text, text
+    resp, text = lb.submit("/portal/factor", code=c.totp["loc"].code())
+    assert 'id="profile"' in text and 'id="pin-form"' in text, text
+
+
+# ---- the directory away ----
+
+def test_directory_down_is_not_counted(env):
+    c = env
+    before = failures(c, "dora")
+    c.slapd.stop()
+    st, doc = auth(c, {"username": "dora", "pin": DORA_PW, "otp": c.totp["dora"].code()})
+    assert (st, doc["result"], doc["reason"]) == (503, "error", "directory_unavailable"), doc
+    kind, reply, out = radius(c, "dora", DORA_PW + c.totp["dora"].code())
+    assert kind == "Access-Reject", out
+    assert "directory" in reply.get("Reply-Message", ""), out
+    b = Browser(NodePort(c.m))
+    b.go("GET", "/portal/")
+    b.submit("/portal/signin", username="dora", pin=DORA_PW)
+    assert "directory cannot check your password" in by_id(b.last, "error"), b.last
+    # Lockout is decided before the bind: lena, locked out above, hears so, not about the directory.
+    st, doc = auth(c, {"username": "lena", "pin": LENA_PW, "otp": c.totp["lena"].code()})
+    assert (st, doc["reason"]) == (200, "locked_out"), doc
+    # Never counted: the user did nothing wrong. The lockout writes are fire-and-forget, in
+    # order: once a later one (a local user's wrong PIN) is in, an earlier one would be too.
+    st, doc = auth(c, {"username": "loc", "pin": "9999", "otp": c.totp["loc"].code()})
+    assert doc["reason"] == "wrong_pin", doc
+    wait_for(lambda: failures(c, "loc") == 1, 10, "the local user's failure counted")
+    assert failures(c, "dora") == before
+    # A local user is not affected.
+    st, doc = auth(c, {"username": "loc", "pin": PIN, "otp": c.totp["loc"].code()})
+    assert doc["result"] == "accepted", doc
+    assert "auth.directory_unavailable user=dora" in c.m.log("node")
+
+
+def test_no_password_in_any_log(env):
+    c = env
+    logs = {name: c.m.log(name) for name in ("node", "balancer", "replicator")}
+    logs["auth_log"] = repr(query(c, "SELECT * FROM auth_log"))
+    for name, text in logs.items():
+        for secret in (DORA_PW, SAM_PW, LENA_PW, "not-her-password", "still-wrong"):
+            assert secret not in text, f"{secret!r} in the {name} log"
