@@ -11,7 +11,8 @@
  *
  * Exit codes as every mfactl command's: 0 the sync ran (or the dry run
  * planned), 3 the guard refused it (nothing was changed), 1 it failed
- * (nothing was changed either: one transaction), 2 bad usage or
+ * (nothing was changed either: one transaction) or another sync was
+ * running ("another directory sync is running", no row), 2 bad usage or
  * configuration (the directory not enabled), 4 no member's database answered.
  */
 #include "directory_cmd.h"
@@ -25,7 +26,7 @@
 #include "errmsg.h"
 #include "token_priv.h"
 
-#define CHANGES_SHOWN 200 /* changes listed by the human summary; --json lists them all */
+#define CHANGES_SHOWN 200 /* changes listed by the human summary; --json: the report's 1000 */
 #define STATUS_ROWS   "10"
 
 static const char usage_text[] =
@@ -42,10 +43,10 @@ static const char usage_text[] =
     "            directory users (an empty directory result is refused even so)\n"
     "  status    the last " STATUS_ROWS " syncs (scheduled and by mfactl), newest first\n"
     "\n"
-    "exit codes: 0 done (a dry run too), 1 failed (nothing was changed), 2 bad usage or\n"
-    "configuration (the directory not enabled), 3 refused (the guard, no writable\n"
-    "primary, a database before schema 3; nothing was changed), 4 no member's database\n"
-    "answered\n";
+    "exit codes: 0 done (a dry run too), 1 failed (nothing was changed) or another\n"
+    "sync is running, 2 bad usage or configuration (the directory not enabled),\n"
+    "3 refused (the guard, no writable primary, a database before schema 3; nothing\n"
+    "was changed), 4 no member's database answered\n";
 
 /* ---- the report, for people ---- */
 
@@ -61,9 +62,19 @@ static const char *report_str(const json_t *report, const char *key)
     return s ? s : "";
 }
 
-static void print_changes(FILE *out, const json_t *changes, size_t max_changes)
+/* A list of the report and its "<key>_more" (the items past the report's 1000). */
+static size_t list_count(const json_t *report, const char *key)
 {
-    size_t i, n = json_array_size(changes);
+    char more[64];
+
+    snprintf(more, sizeof(more), "%s_more", key);
+    return json_array_size(json_object_get(report, key)) +
+           (size_t)json_integer_value(json_object_get(report, more));
+}
+
+static void print_changes(FILE *out, const json_t *changes, size_t total, size_t max_changes)
+{
+    size_t i, n = total;
     json_t *c;
 
     json_array_foreach(changes, i, c)
@@ -73,7 +84,7 @@ static void print_changes(FILE *out, const json_t *changes, size_t max_changes)
         fprintf(out, "  %-9s %s\n", report_str(c, "change"), report_str(c, "username"));
     }
     if (n > max_changes)
-        fprintf(out, "  ... and %zu more (--json lists them)\n", n - max_changes);
+        fprintf(out, "  ... and %zu more (--json lists up to 1000)\n", n - max_changes);
 }
 
 static void print_conflicts(FILE *out, const json_t *conflicts)
@@ -140,7 +151,8 @@ void directory_cmd_print_report(FILE *out, const json_t *report, size_t max_chan
             report_int(report, "adopted"), report_int(report, "unchanged"));
     if (json_array_size(json_object_get(report, "changes")) > 0) {
         fprintf(out, "%s:\n", strcmp(result, "ok") == 0 ? "changes" : "changes planned");
-        print_changes(out, json_object_get(report, "changes"), max_changes);
+        print_changes(out, json_object_get(report, "changes"), list_count(report, "changes"),
+                      max_changes);
     }
     print_conflicts(out, json_object_get(report, "conflicts"));
     print_skipped(out, json_object_get(report, "skipped"));
@@ -228,6 +240,7 @@ static int cmd_sync(const char *config, bool json, int argc, char **argv)
     case 1:
         rc = DBCONN_EXIT_REFUSED;
         break;
+    case DIRECTORY_SYNC_BUSY: /* *err says "another directory sync is running" */
     default:
         rc = DBCONN_EXIT_FAILED;
         break;
@@ -288,8 +301,7 @@ static void status_table(const json_t *rows)
                report_str(r, "started_at"), report_str(r, "node_id"), report_str(r, "trigger"),
                report_str(r, "result"), report_int(rep, "created"), report_int(rep, "updated"),
                report_int(rep, "enabled"), report_int(rep, "disabled"),
-               json_array_size(json_object_get(rep, "conflicts")),
-               json_array_size(json_object_get(rep, "skipped")), why);
+               list_count(rep, "conflicts"), list_count(rep, "skipped"), why);
     }
 }
 

@@ -22,6 +22,7 @@
 #include "appconf.h"
 #include "backup_cmd.h"
 #include "cluster_cmd.h"
+#include "directory.h"
 #include "directory_cmd.h"
 #include "keepalived.h"
 #include "pki.h"
@@ -151,6 +152,7 @@ int main(int argc, char **argv)
     int ch;
 
     signal(SIGPIPE, SIG_IGN);
+    directory_lib_init(); /* libldap without ldap.conf, ldaprc or LDAP* variables */
     opterr = 0;
     while ((ch = getopt_long(argc, argv, "+:c:h", opts, NULL)) != -1) {
         switch (ch) {

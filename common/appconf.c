@@ -5,12 +5,16 @@
  */
 #include "appconf.h"
 
+#include <ldap.h>
+
 #include <stddef.h>
 #include <string.h>
 
+#include "directory.h"
 #include "errmsg.h"
 #include "ids.h"
 #include "log.h"
+#include "mailmsg.h"
 #include "netaddr.h"
 #include "radius.h"
 
@@ -274,6 +278,7 @@ static const struct cfg_key appconf_keys[] = {
     STR("directory.group_dn", directory.group_dn, "", 0),
     INT("directory.interval_s", directory.interval_s, "3600", 60, 86400, 0),
     INT("directory.max_disable_percent", directory.max_disable_percent, "10", 0, 100, 0),
+    INT("directory.max_disable_min", directory.max_disable_min, "3", 0, 1000000, 0),
     INT("directory.timeout_ms", directory.timeout_ms, "10000", 100, 120000, 0),
     { "directory.adopt_local", CFG_BOOL, offsetof(struct appconf, directory.adopt_local), "false",
       0, 0, NULL, NULL, 0 },
@@ -298,6 +303,7 @@ static const struct cfg_key appconf_keys[] = {
     INT("email.timeout_ms", email.timeout_ms, "30000", 1000, 300000, 0),
     INT("email.max_age_s", email.max_age_s, "172800", 60, 2592000, 0),
     INT("email.poll_interval_ms", email.poll_interval_ms, "2000", 100, 60000, 0),
+    INT("email.retention_days", email.retention_days, "30", 1, 3650, 0),
 };
 
 const struct cfg_schema appconf_schema = { appconf_keys, MFA_ARRAY_LEN(appconf_keys),
@@ -398,10 +404,105 @@ static bool prefixed(const char *s, const char *prefix)
     return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
+/*
+ * directory.url: one URL or several (libldap takes a list separated by
+ * commas or blanks, tried in order: "ldaps://dc1,ldaps://dc2"), every one
+ * of them ldaps://, or every one ldap:// with directory.starttls; a list
+ * that mixes them would send a password in clear to one of its servers.
+ */
+static int validate_directory_url(const struct appconf *conf, const char *name, char **err)
+{
+    const char *url = conf->directory.url, *p = url;
+    int plain = 0, tls = 0;
+
+    /* libldap splits a list at commas and spaces (ldap_initialize()); other blanks break it */
+    if (strpbrk(url, "\t\r\n"))
+        return err_set(err, "%s: directory.url: separate the URLs with commas or spaces", name);
+    while (*(p += strspn(p, ", "))) {
+        size_t len = strcspn(p, ", ");
+        char one[512];
+        LDAPURLDesc *u = NULL;
+        int rc;
+
+        if (len >= sizeof(one))
+            return err_set(err, "%s: directory.url: a URL is longer than %zu bytes", name,
+                           sizeof(one) - 1);
+        memcpy(one, p, len);
+        one[len] = '\0';
+        p += len;
+        if (ldap_url_parse(one, &u) != LDAP_URL_SUCCESS || !u)
+            return err_set(
+                err,
+                "%s: directory.url: \"%.60s\" is not an ldap:// or ldaps:// URL, or a "
+                "list of them (e.g. \"ldaps://dc1.example.com,ldaps://dc2.example.com\")",
+                name, one);
+        rc = strcmp(u->lud_scheme, "ldaps") == 0 ? 2 : strcmp(u->lud_scheme, "ldap") == 0 ? 1 : 0;
+        if (rc == 0)
+            err_set(err, "%s: directory.url: %s:// is neither ldap:// nor ldaps://", name,
+                    u->lud_scheme);
+        ldap_free_urldesc(u);
+        if (rc == 0)
+            return -1;
+        tls += rc == 2;
+        plain += rc == 1;
+    }
+    if (!plain && !tls)
+        return err_set(err,
+                       "%s: directory.url: \"%.60s\" is not an ldap:// or ldaps:// URL, or a list "
+                       "of them (e.g. \"ldaps://dc1.example.com,ldaps://dc2.example.com\")",
+                       name, url);
+    if (plain && tls)
+        return err_set(err,
+                       "%s: directory.url: \"%.60s\" mixes ldap:// and ldaps://; list servers of "
+                       "one kind (ldaps://, or ldap:// with directory.starttls)",
+                       name, url);
+    if (plain && !conf->directory.starttls)
+        return err_set(err,
+                       "%s: directory.url: %s is in clear; use ldaps:// or set "
+                       "directory.starttls = true (passwords cross this connection)",
+                       name, url);
+    if (tls && conf->directory.starttls)
+        return err_set(err, "%s: directory.starttls: ldaps:// is TLS already; use one or the other",
+                       name);
+    return 0;
+}
+
+/* The attribute names of directory.attributes fit what the fetch asks for. */
+static int validate_directory_attrs(const struct appconf *conf, const char *name, char **err)
+{
+    const char *single[] = { conf->directory.attributes.username,
+                             conf->directory.attributes.display_name,
+                             conf->directory.attributes.email };
+    const char *p = conf->directory.attributes.phone;
+    size_t names = 0;
+
+    for (size_t i = 0; i < sizeof(single) / sizeof(*single); i++) {
+        if (strlen(single[i]) >= DIRECTORY_ATTR_NAME_MAX)
+            return err_set(err, "%s: directory.attributes: \"%.40s...\" is longer than %d bytes",
+                           name, single[i], DIRECTORY_ATTR_NAME_MAX - 1);
+    }
+    while (*p) {
+        size_t len;
+
+        p += strspn(p, " \t,");
+        len = strcspn(p, ",");
+        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        if (len >= DIRECTORY_ATTR_NAME_MAX)
+            return err_set(err, "%s: directory.attributes.phone: a name is longer than %d bytes",
+                           name, DIRECTORY_ATTR_NAME_MAX - 1);
+        names += len > 0;
+        p += strcspn(p, ",");
+    }
+    if (names > DIRECTORY_PHONE_ATTRS_MAX)
+        return err_set(err, "%s: directory.attributes.phone: more than %d names", name,
+                       DIRECTORY_PHONE_ATTRS_MAX);
+    return 0;
+}
+
 /* A directory that is enabled says where it is and what to read, over TLS. */
 static int validate_directory(const struct appconf *conf, const char *name, char **err)
 {
-    const char *url = conf->directory.url;
     const char *m = conf->directory.default_method;
 
     if (!conf->directory.enabled) {
@@ -410,19 +511,9 @@ static int validate_directory(const struct appconf *conf, const char *name, char
                            name);
         return 0;
     }
-    if (!prefixed(url, "ldap://") && !prefixed(url, "ldaps://"))
-        return err_set(err,
-                       "%s: directory.url: \"%.60s\" is not an ldap:// or ldaps:// URL "
-                       "(e.g. \"ldaps://dc1.example.com\")",
-                       name, url);
-    if (prefixed(url, "ldap://") && !conf->directory.starttls)
-        return err_set(err,
-                       "%s: directory.url: %s is in clear; use ldaps:// or set "
-                       "directory.starttls = true (passwords cross this connection)",
-                       name, url);
-    if (prefixed(url, "ldaps://") && conf->directory.starttls)
-        return err_set(err, "%s: directory.starttls: ldaps:// is TLS already; use one or the other",
-                       name);
+    if (validate_directory_url(conf, name, err) < 0 ||
+        validate_directory_attrs(conf, name, err) < 0)
+        return -1;
     if (!*conf->directory.base_dn)
         return err_set(err, "%s: directory.base_dn: needed when the directory is enabled", name);
     if (*conf->directory.bind_dn && !*conf->directory.bind_password_file)
@@ -463,6 +554,10 @@ static int validate_email(const struct appconf *conf, const char *name, char **e
                        conf->email.portal_url);
     if (*conf->email.username && !*conf->email.password_file)
         return err_set(err, "%s: email.password_file: needed with email.username", name);
+    /* the message builder's own rules: what passes here builds every message */
+    if (mailmsg_check_settings(conf->email.from, conf->email.from_name, conf->email.portal_url,
+                               err) < 0)
+        return err_prefix(err, "%s", name);
     return 0;
 }
 

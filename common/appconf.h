@@ -204,6 +204,7 @@ struct appconf {
         char *group_dn;           /* "": every match; else only the group's members */
         int interval_s;           /* the scheduled sync's period */
         int max_disable_percent;  /* a sync disabling more of the directory's users is refused */
+        int max_disable_min;      /* ... unless it disables at most this many (small directories) */
         int timeout_ms;           /* every LDAP operation's deadline */
         bool adopt_local;         /* a local user of the same name becomes a directory user */
         char *default_method;     /* of a user the sync creates: sms or totp */
@@ -226,6 +227,7 @@ struct appconf {
         int timeout_ms;       /* one message's whole SMTP exchange */
         int max_age_s;        /* an event not sent this long after it happened is given up */
         int poll_interval_ms; /* how often the node on the primary looks for due messages */
+        int retention_days;   /* sent and given-up rows are deleted after this (even disabled) */
     } email;
 };
 

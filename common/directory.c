@@ -8,10 +8,13 @@
  * is set on the handle, never globally, so that threads do not share TLS
  * contexts. TLS always: ldaps:// or StartTLS (appconf.c refuses ldap:// in
  * clear), the certificate verified against directory.ca_file (or the system
- * trust store) and the URL's host (REQUIRE_CERT = DEMAND). Every operation
- * is bounded by directory.timeout_ms: the connect and the TLS handshake by
- * the network timeout, each request by the operation timeout and each
- * search by its own time limit.
+ * bundle, never a CA directory or file from libldap's defaults) and the
+ * URL's host (REQUIRE_CERT = DEMAND). Every operation is bounded by
+ * directory.timeout_ms: the connect and the TLS handshake by the network
+ * timeout and the watchdog, each request by the operation timeout, each
+ * search by its own time limit, and each read or write on the socket by
+ * SO_RCVTIMEO/SO_SNDTIMEO and TCP_USER_TIMEOUT (a server that stops in the
+ * middle of an answer).
  *
  * No password ever reaches an error message: errors say what failed, where,
  * and libldap's sentence for it.
@@ -159,21 +162,30 @@ void directory_timeval(struct timeval *tv, int ms)
 static int set_options(LDAP *ld, const struct appconf *conf, char **err)
 {
     int v3 = LDAP_VERSION3, demand = LDAP_OPT_X_TLS_DEMAND, tls12 = LDAP_OPT_X_TLS_PROTOCOL_TLS1_2;
-    int newctx = 0;
+    int newctx = 0, ms = conf->directory.timeout_ms;
+    /* a dead peer found by keepalives within about the timeout; idle and interval in seconds */
+    int idle = ms / 2000 > 0 ? ms / 2000 : 1, probes = 2, interval = idle;
+    unsigned user_timeout = (unsigned)ms;
+    const char *ca = *conf->directory.ca_file ? conf->directory.ca_file : DIRECTORY_SYSTEM_CA_FILE;
     struct timeval tv;
 
-    directory_timeval(&tv, conf->directory.timeout_ms);
+    directory_timeval(&tv, ms);
     if (ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &v3) != LDAP_OPT_SUCCESS ||
         ldap_set_option(ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF) != LDAP_OPT_SUCCESS ||
         ldap_set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &tv) != LDAP_OPT_SUCCESS ||
-        ldap_set_option(ld, LDAP_OPT_TIMEOUT, &tv) != LDAP_OPT_SUCCESS)
+        ldap_set_option(ld, LDAP_OPT_TIMEOUT, &tv) != LDAP_OPT_SUCCESS ||
+        ldap_set_option(ld, LDAP_OPT_TCP_USER_TIMEOUT, &user_timeout) != LDAP_OPT_SUCCESS ||
+        ldap_set_option(ld, LDAP_OPT_X_KEEPALIVE_IDLE, &idle) != LDAP_OPT_SUCCESS ||
+        ldap_set_option(ld, LDAP_OPT_X_KEEPALIVE_PROBES, &probes) != LDAP_OPT_SUCCESS ||
+        ldap_set_option(ld, LDAP_OPT_X_KEEPALIVE_INTERVAL, &interval) != LDAP_OPT_SUCCESS)
         return err_set(err, "directory: cannot set the LDAP options");
     if (ldap_set_option(ld, LDAP_OPT_X_TLS_REQUIRE_CERT, &demand) != LDAP_OPT_SUCCESS ||
         ldap_set_option(ld, LDAP_OPT_X_TLS_PROTOCOL_MIN, &tls12) != LDAP_OPT_SUCCESS)
         return err_set(err, "directory: cannot set the TLS options");
-    if (*conf->directory.ca_file &&
-        ldap_set_option(ld, LDAP_OPT_X_TLS_CACERTFILE, conf->directory.ca_file) != LDAP_OPT_SUCCESS)
-        return err_set(err, "directory: cannot use directory.ca_file %s", conf->directory.ca_file);
+    /* only the file named: no CA directory, whatever libldap's defaults say */
+    if (ldap_set_option(ld, LDAP_OPT_X_TLS_CACERTDIR, NULL) != LDAP_OPT_SUCCESS ||
+        ldap_set_option(ld, LDAP_OPT_X_TLS_CACERTFILE, ca) != LDAP_OPT_SUCCESS)
+        return err_set(err, "directory: cannot use the CA file %s", ca);
     /* the options above take effect in a TLS context of this handle's own */
     if (ldap_set_option(ld, LDAP_OPT_X_TLS_NEWCTX, &newctx) != LDAP_OPT_SUCCESS)
         return err_set(err, "directory: cannot make a TLS context with directory.ca_file %s",
@@ -194,9 +206,15 @@ struct directory_conn {
     struct ldap_conncb cb;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int fd;     /* -1 when not connected */
-    bool done;  /* the handshake is over: the watchdog leaves */
-    bool fired; /* the watchdog shut the socket down */
+    int fd;                  /* -1 when not connected */
+    bool done;               /* the handshake is over: the deadline no longer holds */
+    bool closing;            /* the connection is being closed: the watchdog leaves */
+    bool fired;              /* the watchdog shut the socket down at the deadline */
+    bool stopped;            /* ... or because *stop was set */
+    const atomic_bool *stop; /* NULL: the watchdog leaves after the handshake */
+    bool watching;           /* the watchdog thread runs (joined at the close) */
+    pthread_t th;
+    int timeout_ms;
     struct timespec deadline;
 };
 
@@ -208,6 +226,14 @@ static int conn_added(LDAP *ld, Sockbuf *sb, LDAPURLDesc *srv, struct sockaddr *
 
     (void)ld, (void)srv, (void)addr;
     ber_sockbuf_ctrl(sb, LBER_SB_OPT_GET_FD, &fd);
+    if (fd >= 0) {
+        /* a read or write that stalls (a server stopped in mid-answer) fails at the timeout */
+        struct timeval tv;
+
+        directory_timeval(&tv, c->timeout_ms);
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    }
     pthread_mutex_lock(&c->mu);
     c->fd = fd;
     pthread_mutex_unlock(&c->mu);
@@ -224,25 +250,84 @@ static void conn_deleted(LDAP *ld, Sockbuf *sb, struct ldap_conncb *cb)
     pthread_mutex_unlock(&c->mu);
 }
 
+#define STOP_POLL_MS 200 /* how often the watchdog looks at the stop flag */
+
+static bool before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+static void add_ms(struct timespec *t, long ms)
+{
+    t->tv_sec += ms / 1000;
+    t->tv_nsec += (ms % 1000) * 1000000L;
+    if (t->tv_nsec >= 1000000000L) {
+        t->tv_sec++;
+        t->tv_nsec -= 1000000000L;
+    }
+}
+
+/* Shuts the socket down at the handshake's deadline, or (with a stop flag) when it is set. */
 static void *watchdog(void *arg)
 {
     struct directory_conn *c = arg;
 
     pthread_mutex_lock(&c->mu);
-    while (!c->done && pthread_cond_timedwait(&c->cv, &c->mu, &c->deadline) != ETIMEDOUT)
-        ;
-    if (!c->done && c->fd >= 0) {
-        shutdown(c->fd, SHUT_RDWR);
-        c->fired = true;
+    for (;;) {
+        struct timespec now, wake;
+
+        if (c->closing || (c->done && !c->stop))
+            break;
+        if (c->stop && atomic_load(c->stop)) {
+            if (c->fd >= 0)
+                shutdown(c->fd, SHUT_RDWR);
+            c->stopped = true;
+            break;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (!c->done && !before(&now, &c->deadline)) {
+            if (c->fd >= 0)
+                shutdown(c->fd, SHUT_RDWR);
+            c->fired = true;
+            break;
+        }
+        wake = now;
+        add_ms(&wake, STOP_POLL_MS);
+        if (!c->stop || (!c->done && before(&c->deadline, &wake)))
+            wake = c->deadline;
+        pthread_cond_timedwait(&c->cv, &c->mu, &wake);
     }
     pthread_mutex_unlock(&c->mu);
     return NULL;
+}
+
+static void watchdog_end(struct directory_conn *c)
+{
+    if (!c->watching)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->closing = true;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->th, NULL);
+    c->watching = false;
+}
+
+bool directory_conn_stopped(struct directory_conn *c)
+{
+    bool stopped;
+
+    pthread_mutex_lock(&c->mu);
+    stopped = c->stopped || (c->stop && atomic_load(c->stop));
+    pthread_mutex_unlock(&c->mu);
+    return stopped;
 }
 
 void directory_conn_close(struct directory_conn *c)
 {
     if (!c)
         return;
+    watchdog_end(c);
     if (c->ld)
         ldap_unbind_ext_s(c->ld, NULL, NULL); /* calls conn_deleted: c lives until after */
     pthread_cond_destroy(&c->cv);
@@ -250,7 +335,8 @@ void directory_conn_close(struct directory_conn *c)
     free(c);
 }
 
-static struct directory_conn *conn_new(const struct appconf *conf, char **err)
+static struct directory_conn *conn_new(const struct appconf *conf, const atomic_bool *stop,
+                                       char **err)
 {
     struct directory_conn *c = calloc(1, sizeof(*c));
     pthread_condattr_t ca;
@@ -261,6 +347,8 @@ static struct directory_conn *conn_new(const struct appconf *conf, char **err)
         return NULL;
     }
     c->fd = -1;
+    c->stop = stop;
+    c->timeout_ms = ms;
     c->cb = (struct ldap_conncb){ conn_added, conn_deleted, c };
     pthread_mutex_init(&c->mu, NULL);
     pthread_condattr_init(&ca);
@@ -268,8 +356,7 @@ static struct directory_conn *conn_new(const struct appconf *conf, char **err)
     pthread_cond_init(&c->cv, &ca);
     pthread_condattr_destroy(&ca);
     clock_gettime(CLOCK_MONOTONIC, &c->deadline);
-    c->deadline.tv_sec += ms / 1000 + (c->deadline.tv_nsec + (ms % 1000) * 1000000L) / 1000000000L;
-    c->deadline.tv_nsec = (c->deadline.tv_nsec + (ms % 1000) * 1000000L) % 1000000000L;
+    add_ms(&c->deadline, ms);
     return c;
 }
 
@@ -277,13 +364,13 @@ static struct directory_conn *conn_new(const struct appconf *conf, char **err)
  * code. */
 static int handshake(struct directory_conn *c, const struct appconf *conf, const char **step)
 {
-    pthread_t th;
     int rc;
 
-    if (pthread_create(&th, NULL, watchdog, c) != 0) {
+    if (pthread_create(&c->th, NULL, watchdog, c) != 0) {
         *step = "cannot start the connection's watchdog for";
         return LDAP_NO_MEMORY;
     }
+    c->watching = true;
     *step = "cannot connect to";
     rc = ldap_connect(c->ld);
     if (rc == LDAP_SUCCESS && conf->directory.starttls) {
@@ -293,37 +380,50 @@ static int handshake(struct directory_conn *c, const struct appconf *conf, const
     pthread_mutex_lock(&c->mu);
     c->done = true;
     pthread_cond_signal(&c->cv);
-    pthread_mutex_unlock(&c->mu);
-    pthread_join(th, NULL);
-    if (rc != LDAP_SUCCESS && c->fired)
+    /* the watchdog fired: a timeout, whatever libldap made of the socket shut under it */
+    if (c->fired)
         rc = LDAP_TIMEOUT;
+    pthread_mutex_unlock(&c->mu);
+    if (!c->stop)
+        watchdog_end(c);
     return rc;
 }
 
 /*
- * libldap makes its global state (options from ldap.conf, the TLS library)
- * on first use, and its TLS start-up counts without a lock: done once here,
- * before worker threads race to it. A global TLS context made with the
- * system's defaults is how it is started; each handle still makes its own.
+ * libldap makes its global state (options from ldap.conf, ldaprc and the
+ * LDAP* variables, the TLS library) on first use, and its TLS start-up
+ * counts without a lock: done once here, before worker threads race to it,
+ * with LDAPNOINIT so that no file or variable of the host changes what the
+ * appliance's configuration says. A global TLS context made with the
+ * defaults is how it is started; each handle still makes its own.
  */
 static void lib_init(void)
 {
     int version = 0, newctx = 0;
 
+    if (!getenv("LDAPNOINIT"))
+        (void)setenv("LDAPNOINIT", "1", 1);
     (void)ldap_get_option(NULL, LDAP_OPT_PROTOCOL_VERSION, &version);
     (void)ldap_set_option(NULL, LDAP_OPT_X_TLS_NEWCTX, &newctx);
 }
 
+static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
+
+void directory_lib_init(void)
+{
+    pthread_once(&lib_once, lib_init);
+}
+
 /* (directory_priv.h) With the options above. */
-struct directory_conn *directory_conn_open(const struct appconf *conf, char **err)
+struct directory_conn *directory_conn_open(const struct appconf *conf, const atomic_bool *stop,
+                                           char **err)
 {
     const char *url = conf->directory.url, *step = "";
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
     struct directory_conn *c;
     int rc;
 
-    pthread_once(&once, lib_init);
-    c = conn_new(conf, err);
+    directory_lib_init();
+    c = conn_new(conf, stop, err);
     if (!c)
         return NULL;
     rc = ldap_initialize(&c->ld, url);
@@ -338,6 +438,10 @@ struct directory_conn *directory_conn_open(const struct appconf *conf, char **er
         goto fail;
     }
     rc = handshake(c, conf, &step);
+    if (rc != LDAP_SUCCESS && directory_conn_stopped(c)) {
+        err_set(err, "directory: stopped");
+        goto fail;
+    }
     if (rc == LDAP_TIMEOUT) {
         err_set(err, "directory: %s %s: no answer within directory.timeout_ms (%d ms)", step, url,
                 conf->directory.timeout_ms);
@@ -402,7 +506,7 @@ int directory_bind_check(const struct appconf *conf, const char *dn, const char 
     /* An empty password is an unauthenticated bind that "succeeds" (RFC 4513 §5.1.2). */
     if (!password || !*password || strlen(password) > DIRECTORY_PASSWORD_MAX)
         return 0;
-    c = directory_conn_open(conf, err);
+    c = directory_conn_open(conf, NULL, err);
     if (!c)
         return -1;
     rc = simple_bind(c->ld, dn, password);

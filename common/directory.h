@@ -9,10 +9,18 @@
  * threads but the read-only configuration.
  *
  * Transport: ldaps://, or ldap:// with StartTLS required (appconf.c refuses
- * ldap:// in clear). The server's certificate must chain to
- * directory.ca_file (or the system trust store) and name the URL's host.
- * Every operation has directory.timeout_ms as its deadline (network and
- * operation timeouts), so a directory that vanishes cannot hold a worker.
+ * ldap:// in clear; directory.url may list several servers, each of them
+ * so). The server's certificate must chain to directory.ca_file (or the
+ * system bundle, /etc/ssl/certs/ca-certificates.crt) and name the URL's
+ * host. directory.timeout_ms bounds the connect and the TLS handshake (a
+ * watchdog), each request (libldap's operation timeout) and each read or
+ * write on the socket (SO_RCVTIMEO/SO_SNDTIMEO, TCP_USER_TIMEOUT and
+ * keepalives), so a directory that vanishes or stalls in mid-answer cannot
+ * hold a worker for longer than about that.
+ *
+ * libldap's own configuration (ldap.conf, ~/.ldaprc, ./ldaprc, LDAP* and
+ * LDAPTLS_* variables) is never read: directory_lib_init() turns it off,
+ * and every option comes from appliance.conf.
  *
  * What comes from the directory is untrusted: every value is checked against
  * the same rules as the API's (users_check_*: username, display name, e-mail,
@@ -25,6 +33,7 @@
 
 #include <jansson.h>
 #include <libpq-fe.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -34,12 +43,31 @@
 /* The advisory lock ("mfadirsy" as a number) a sync holds: one at a time, cluster-wide. */
 #define DIRECTORY_LOCK_KEY "7882692138657428857"
 
+/* directory.attributes: a name's bytes with its NUL, and the phone list's names (appconf.c checks).
+ */
+#define DIRECTORY_ATTR_NAME_MAX   128
+#define DIRECTORY_PHONE_ATTRS_MAX 8
+
+/* The system's CA bundle, the trust when directory.ca_file is empty (never libldap's defaults). */
+#define DIRECTORY_SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
+
+/*
+ * Turns libldap's own configuration files and environment off (LDAPNOINIT)
+ * and makes its global state once. Call it in main() before any thread
+ * starts (it sets an environment variable); the directory calls make it
+ * themselves when a program did not (the unit tests).
+ */
+void directory_lib_init(void);
+
 /* A directory entry, mapped to a user by directory.attributes. */
 struct directory_user {
     char *dn;
     char *username;                     /* checked: a valid username */
     char *display_name, *email, *phone; /* "" when absent or invalid */
     unsigned invalid;                   /* DIRECTORY_INVALID_*: which of them were invalid */
+    /* The username as the database folds it (lower()), set by the sync before it matches; NULL:
+     * the username as it is. Matching and duplicates go by it, so C never folds a name. */
+    char *key;
 };
 
 /* An invalid value is reported and leaves the stored one as it is (a typo in the directory
@@ -57,6 +85,7 @@ struct directory_current {
     bool local;                         /* source 'local' */
     bool disabled;
     bool missing; /* directory_missing_since is set: the sync disabled it */
+    char *key;    /* lower(username) from the database; NULL: the username as it is */
 };
 
 enum directory_change {
@@ -88,23 +117,30 @@ struct directory_plan {
  * Reads every user entry: under directory.base_dn (directory.scope) matching
  * directory.filter, and, when directory.group_dn is set, among that group's
  * members (its member and uniqueMember DNs). Paged (RFC 2696) so a large
- * Active Directory answers in full. Usernames are unique case-insensitively:
- * a second entry with the same one is skipped and reported in <report>
- * ("skipped": [{dn, reason}]). Returns 0 with *users (*nusers), or -1 with
- * *err (the directory could not be reached, bound to or searched: the sync
- * must then change nothing).
+ * Active Directory answers in full. An entry that cannot be a user (no
+ * username, more than one, a DN that is not UTF-8 or too long) is skipped
+ * and reported in <report> ("skipped": [{dn, reason}]); duplicates are the
+ * sync's to find (the database folds the names). <stop> (may be NULL) set
+ * ends the fetch early with an error, the connection shut down at once.
+ * Returns 0 with *users (*nusers), or -1 with *err (the directory could not
+ * be reached, bound to or searched: the sync must then change nothing).
  */
-int directory_fetch(const struct appconf *conf, struct directory_user **users, size_t *nusers,
-                    json_t *report, char **err) MFA_MUSTCHECK;
+int directory_fetch(const struct appconf *conf, const atomic_bool *stop,
+                    struct directory_user **users, size_t *nusers, json_t *report,
+                    char **err) MFA_MUSTCHECK;
 
 void directory_users_free(struct directory_user *users, size_t n);
 
 /*
  * Compares the directory with the database and decides, without touching
- * either. The guard: an empty directory result with directory users in the
- * database is refused (a broken directory or filter, not a mass departure);
- * more DIR_DISABLE steps than directory.max_disable_percent of the directory
- * users now enabled is refused unless <force>. Pure: unit-tested.
+ * either. An entry and a user are the same when their keys (directory_user
+ * .key, directory_current.key: the database's lower() of the username) are
+ * equal; of entries with the same key the first is taken. The guard: an
+ * empty directory result with directory users in the database is refused
+ * (a broken directory or filter, not a mass departure); more DIR_DISABLE
+ * steps than max(directory.max_disable_percent of the directory users now
+ * enabled, directory.max_disable_min) is refused unless <force>. Pure:
+ * unit-tested.
  */
 int directory_plan_make(const struct appconf *conf, const struct directory_user *users,
                         size_t nusers, const struct directory_current *current, size_t ncurrent,
@@ -122,19 +158,26 @@ struct directory_sync_opts {
     const char *node_id; /* who ran it, for the directory_syncs row */
     bool dry_run;        /* plan and report, change nothing (the row says "dry_run") */
     bool force;          /* past the max_disable_percent guard (never past an empty result) */
+    /* May be NULL. Set (by another thread): the run ends at the next page or before it applies,
+     * as failed ("stopped"), the LDAP connection shut down at once. */
+    const atomic_bool *stop;
 };
+
+/* directory_sync_run()'s answer when another sync holds the lock: nothing done, no row. */
+#define DIRECTORY_SYNC_BUSY 2
 
 /*
  * One whole sync on <conn>, a connection to the writable primary: takes the
- * advisory lock (another sync running: -1, "another directory sync is
- * running"), fetches, plans and applies the plan in ONE transaction with
+ * advisory lock (another sync running: DIRECTORY_SYNC_BUSY, nothing done),
+ * fetches, plans and applies the plan in ONE transaction with
  * synchronous_commit remote_apply, touching only display_name, email, phone,
- * disabled, source and the directory_* columns — never a PIN, method or
- * token. Every outcome (ok, refused, failed, dry_run) leaves a
- * directory_syncs row with the report.
+ * disabled, source and the directory_* columns of the sync's own users (and
+ * of local ones it adopts) — never a PIN, method or token. Every outcome
+ * (ok, refused, failed, dry_run) leaves a directory_syncs row with the
+ * report, except the busy one and a database below schema 3.
  *
  * *report (always set, also on failure; the caller frees it) is
- * {"result": "ok"|"refused"|"failed"|"dry_run", "created": N, "updated": N,
+ * {"result": "ok"|"refused"|"failed"|"dry_run"|"busy", "created": N, "updated": N,
  * "enabled": N, "disabled": N, "adopted": N, "unchanged": N, "conflicts":
  * [username], "skipped": [{dn, reason}], "invalid": [{dn, username, field,
  * reason}] (values left as stored), "changes": [{"username", "change"}],
@@ -142,9 +185,10 @@ struct directory_sync_opts {
  * Each list holds at most 1000 items; past that "<list>_more" (e.g.
  * "changes_more") counts the rest (the counts above are whole). A refused or dry run reports what
  * it would have done; a failed one has its error as "reason". Returns 0 when the sync ran (ok or
- * dry_run), 1 when refused, -1 with *err when it failed (the directory, the
- * database, the lock held by another sync, or a database below schema 3,
- * the one case without a directory_syncs row).
+ * dry_run), 1 when refused, DIRECTORY_SYNC_BUSY (with *err "another
+ * directory sync is running") when another sync holds the lock, -1 with
+ * *err when it failed (the directory, the database, a stop, or a database
+ * below schema 3: no row for that one either).
  */
 int directory_sync_run(PGconn *conn, const struct appconf *conf,
                        const struct directory_sync_opts *opts, json_t **report,

@@ -7,7 +7,9 @@
  * An incomplete answer is a failure, never a short list: a page that ends
  * in an error (a size or time limit, a lost connection) fails the whole
  * fetch, so that the sync cannot take missing entries for departed users.
- * A search answering more than DIRECTORY_ENTRIES_MAX entries is refused.
+ * A search answering more than DIRECTORY_ENTRIES_MAX entries is refused, as
+ * is one of more than DIRECTORY_PAGES_MAX pages or a page with no entry that
+ * asks for another (a server looping on its cookie).
  */
 #include <ldap.h>
 #include <stdio.h>
@@ -18,6 +20,7 @@
 #include "directory.h"
 #include "directory_priv.h"
 #include "errmsg.h"
+#include "userfields.h"
 
 #define PAGE_SIZE 500 /* entries per page (Active Directory's MaxPageSize is 1000) */
 
@@ -182,17 +185,17 @@ static bool dn_set_has(const struct dn_set *s, const char *dn)
 
 /* ---- the search */
 
-#define PHONE_ATTRS_MAX 8
-#define ATTR_NAME_MAX   128
+#define PHONE_ATTRS_MAX DIRECTORY_PHONE_ATTRS_MAX
 
 /* What a fetch collects. */
 struct fetch {
     const struct appconf *conf;
+    const atomic_bool *stop;              /* may be NULL */
     char *attrs[3 + PHONE_ATTRS_MAX + 1]; /* username, display name, e-mail, phones; NULL */
-    char phones[PHONE_ATTRS_MAX][ATTR_NAME_MAX];
+    char phones[PHONE_ATTRS_MAX][DIRECTORY_ATTR_NAME_MAX];
     const struct dn_set *group; /* NULL: every entry */
     struct directory_user *users;
-    size_t n, cap, seen;
+    size_t n, cap, seen, page_entries;
     json_t *report, *skipped, *invalid; /* may be NULL */
 };
 
@@ -232,12 +235,23 @@ static void cap_list(json_t *report, const char *key)
     }
 }
 
-/* Reports the entry <dn> as skipped. Returns 0, or -1 (out of memory). */
-static int skip(struct fetch *f, const char *dn, const char *reason)
+/* Reports the entry <dn> (valid UTF-8) as skipped. Returns 0, or -1 with *err. */
+static int skip(struct fetch *f, const char *dn, const char *reason, char **err)
 {
+    char cut[DIRECTORY_DN_MAX + 4];
+    json_t *item;
+
     if (!f->skipped)
         return 0;
-    return json_array_append_new(f->skipped, json_pack("{s:s, s:s}", "dn", dn, "reason", reason));
+    directory_cut(dn, DIRECTORY_DN_MAX, cut, sizeof(cut));
+    /* json_pack fails on invalid UTF-8 as well as without memory: a reason quoting a value */
+    item = json_pack("{s:s, s:s}", "dn", cut, "reason", reason);
+    if (!item)
+        item = json_pack("{s:s, s:s}", "dn", cut, "reason", "not a valid entry (not UTF-8)");
+    if (json_array_append_new(f->skipped, item) < 0)
+        return err_set(
+            err, "directory: cannot report the entry %.200s: not UTF-8, or out of memory", cut);
+    return 0;
 }
 
 static int push_user(struct fetch *f, struct directory_user *u)
@@ -271,17 +285,28 @@ static int take_mapped(LDAP *ld, LDAPMessage *e, struct fetch *f, const char *dn
             attrs[n++] =
                 (struct directory_attr){ f->attrs[i], vals[i][0]->bv_val, vals[i][0]->bv_len };
     }
-    rc = directory_map_entry(f->conf, dn, attrs, n, &u, f->invalid, &reason);
+    /* which of two names is the user's is not for the sync to guess (f->attrs[0]: the username) */
+    if (vals[0] && vals[0][0] && vals[0][1]) {
+        rc = 0;
+        reason = strdup("the username attribute has more than one value");
+        if (!reason)
+            rc = -1;
+    } else {
+        rc = directory_map_entry(f->conf, dn, attrs, n, &u, f->invalid, &reason);
+    }
     for (size_t i = 0; f->attrs[i]; i++)
         ldap_value_free_len(vals[i]);
     if (rc == 1 && push_user(f, &u) < 0) {
         directory_user_clear(&u);
         rc = -1;
     }
-    if (rc == 0 && skip(f, dn, reason) < 0)
-        rc = -1;
+    if (rc < 0) {
+        free(reason);
+        return err_set(err, "directory: out of memory reading the entries");
+    }
+    rc = rc == 0 ? skip(f, dn, reason ? reason : "not a user", err) : 0;
     free(reason);
-    return rc < 0 ? err_set(err, "directory: out of memory reading the entries") : 0;
+    return rc;
 }
 
 /* One entry of a page. Returns 0, or -1 with *err. */
@@ -290,6 +315,7 @@ static int take_entry(LDAP *ld, LDAPMessage *e, struct fetch *f, char **err)
     char *dn = ldap_get_dn(ld, e);
     int rc = 0;
 
+    f->page_entries++;
     if (++f->seen > DIRECTORY_ENTRIES_MAX) {
         rc = err_set(err,
                      "directory: the search returned more than %d entries; narrow "
@@ -297,15 +323,16 @@ static int take_entry(LDAP *ld, LDAPMessage *e, struct fetch *f, char **err)
                      DIRECTORY_ENTRIES_MAX);
     } else if (!dn) {
         rc = err_set(err, "directory: an entry without a DN");
+    } else if (!users_utf8_valid(dn)) {
+        /* LDAP DNs are UTF-8 (RFC 4514); neither the report nor the database takes others */
+        rc = skip(f, "(not UTF-8)", "the DN is not valid UTF-8", err);
     } else if (f->group && !dn_set_has(f->group, dn)) {
         rc = 0; /* not a member: not one of the sync's users */
     } else if (strlen(dn) > DIRECTORY_DN_MAX) {
         char cut[80];
 
-        snprintf(cut, sizeof(cut), "%.60s...", dn);
-        rc = skip(f, cut, "the DN is longer than 1024 bytes") < 0
-                 ? err_set(err, "directory: out of memory reading the entries")
-                 : 0;
+        directory_cut(dn, 60, cut, sizeof(cut));
+        rc = skip(f, cut, "the DN is longer than 1024 bytes", err);
     } else {
         rc = take_mapped(ld, e, f, dn, err);
     }
@@ -370,6 +397,7 @@ static int search_page(LDAP *ld, struct fetch *f, struct berval *cookie, struct 
         return directory_ldap_err(ld, rc, err, "cannot search %s for %s", conf->directory.base_dn,
                                   conf->directory.filter);
     }
+    f->page_entries = 0;
     for (LDAPMessage *e = ldap_first_entry(ld, res); e && rc == 0; e = ldap_next_entry(ld, e))
         rc = take_entry(ld, e, f, err);
     if (rc == 0)
@@ -378,17 +406,34 @@ static int search_page(LDAP *ld, struct fetch *f, struct berval *cookie, struct 
     return rc;
 }
 
+static bool stopped(const struct fetch *f)
+{
+    return f->stop && atomic_load(f->stop);
+}
+
+/* Every page, bounded: a server that keeps sending cookies must not hold the sync for ever. */
 static int search_all(LDAP *ld, struct fetch *f, char **err)
 {
     struct berval *cookie = NULL;
+    size_t pages = 0;
     int rc;
 
     do {
         struct berval *next = NULL;
 
+        if (stopped(f)) {
+            rc = err_set(err, "directory: stopped");
+            break;
+        }
         rc = search_page(ld, f, cookie, &next, err);
         ber_bvfree(cookie);
         cookie = next;
+        if (rc == 0 && cookie && f->page_entries == 0)
+            rc = err_set(err, "directory: the server sent a page without entries that asks for "
+                              "another (a paging loop); nothing changed");
+        else if (rc == 0 && cookie && ++pages >= DIRECTORY_PAGES_MAX)
+            rc = err_set(err, "directory: the search took more than %d pages; nothing changed",
+                         DIRECTORY_PAGES_MAX);
     } while (rc == 0 && cookie);
     ber_bvfree(cookie);
     return rc;
@@ -410,11 +455,11 @@ static json_t *report_array(json_t *report, const char *key)
     return a;
 }
 
-int directory_fetch(const struct appconf *conf, struct directory_user **users, size_t *nusers,
-                    json_t *report, char **err)
+int directory_fetch(const struct appconf *conf, const atomic_bool *stop,
+                    struct directory_user **users, size_t *nusers, json_t *report, char **err)
 {
     struct dn_set group = { 0 };
-    struct fetch f = { .conf = conf };
+    struct fetch f = { .conf = conf, .stop = stop };
     struct directory_conn *c;
     LDAP *ld;
     int rc = -1;
@@ -425,7 +470,7 @@ int directory_fetch(const struct appconf *conf, struct directory_user **users, s
     f.skipped = report_array(report, "skipped");
     f.invalid = report_array(report, "invalid");
     fetch_attrs(&f);
-    c = directory_conn_open(conf, err);
+    c = directory_conn_open(conf, stop, err);
     if (!c)
         return -1;
     ld = directory_conn_ldap(c);
@@ -436,10 +481,10 @@ int directory_fetch(const struct appconf *conf, struct directory_user **users, s
             goto out;
         f.group = &group;
     }
-    if (search_all(ld, &f, err) < 0)
-        goto out;
-    if (directory_users_dedup(f.users, &f.n, f.skipped) < 0) {
-        err_set(err, "directory: out of memory");
+    if (search_all(ld, &f, err) < 0) {
+        /* whatever libldap made of a socket shut down under it, say why */
+        if (directory_conn_stopped(c))
+            err_set(err, "directory: stopped");
         goto out;
     }
     cap_list(report, "skipped");

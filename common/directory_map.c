@@ -1,7 +1,9 @@
 /*
  * From a directory entry to a user (directory_priv.h): the attributes
  * directory.attributes names, each value checked by the rules the users API
- * applies (userfields.h), and the case-insensitive uniqueness of usernames.
+ * applies (userfields.h), and the uniqueness of usernames by the keys the
+ * database folded them to (the sync asks PostgreSQL's lower(): C never
+ * folds a name, so that the two cannot disagree about a non-ASCII one).
  *
  * Every value is untrusted: it may be of any length, hold a NUL or invalid
  * UTF-8. Nothing is copied before its length is bounded; a value that breaks
@@ -16,8 +18,6 @@
 #include "directory_priv.h"
 #include "errmsg.h"
 #include "userfields.h"
-
-#define ATTR_NAME_MAX 128
 
 int directory_attr_list_item(const char *list, size_t i, char *out, size_t size)
 {
@@ -159,7 +159,7 @@ static int check_display_name(const char *what, const char *s, char **err)
 static const struct directory_attr *first_phone(const struct appconf *conf,
                                                 const struct directory_attr *attrs, size_t n)
 {
-    char name[ATTR_NAME_MAX];
+    char name[DIRECTORY_ATTR_NAME_MAX];
 
     for (size_t i = 0;
          directory_attr_list_item(conf->directory.attributes.phone, i, name, sizeof(name)); i++) {
@@ -240,24 +240,35 @@ void directory_user_clear(struct directory_user *u)
     mfa_free(u->display_name);
     mfa_free(u->email);
     mfa_free(u->phone);
+    mfa_free(u->key);
+}
+
+void directory_cut(const char *s, size_t max, char *out, size_t size)
+{
+    size_t len = strlen(s), cut;
+
+    if (len <= max && len < size) {
+        memcpy(out, s, len + 1);
+        return;
+    }
+    cut = max < size - 4 ? max : size - 4;
+    /* back to a character's first byte: never half a UTF-8 sequence */
+    while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80)
+        cut--;
+    snprintf(out, size, "%.*s...", (int)cut, s);
 }
 
 /* ---- uniqueness */
 
-bool directory_username_eq(const char *a, const char *b)
-{
-    return strcasecmp(a, b) == 0;
-}
-
 struct dedup_key {
-    const char *username;
+    const char *key;
     size_t index;
 };
 
 static int cmp_key(const void *pa, const void *pb)
 {
     const struct dedup_key *a = pa, *b = pb;
-    int c = strcasecmp(a->username, b->username);
+    int c = strcmp(a->key, b->key);
 
     if (c)
         return c;
@@ -280,10 +291,10 @@ int directory_users_dedup(struct directory_user *users, size_t *n, json_t *skipp
         return -1;
     }
     for (size_t i = 0; i < *n; i++)
-        keys[i] = (struct dedup_key){ users[i].username, i };
+        keys[i] = (struct dedup_key){ directory_user_key(&users[i]), i };
     qsort(keys, *n, sizeof(*keys), cmp_key);
     for (size_t i = 1; i < *n; i++) {
-        if (strcasecmp(keys[i].username, keys[i - 1].username) == 0)
+        if (strcmp(keys[i].key, keys[i - 1].key) == 0)
             drop[keys[i].index] = true;
     }
     free(keys);

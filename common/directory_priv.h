@@ -20,6 +20,7 @@
 #define DIRECTORY_DN_MAX          1024    /* the schema's limit on users.directory_dn */
 #define DIRECTORY_VALUE_MAX       4096    /* longer attribute values are invalid before any check */
 #define DIRECTORY_REPORT_LIST_MAX 1000    /* entries per list of a report; the rest only counted */
+#define DIRECTORY_PAGES_MAX       100000  /* pages of one search: more is a server looping */
 
 /*
  * One attribute of an entry as the server sent it: its type (matched
@@ -67,14 +68,29 @@ int directory_attr_list_item(const char *list, size_t i, char *out, size_t size)
 
 /*
  * Drops from <users> (*n of them, in the server's order) each entry whose
- * username equals an earlier one's case-insensitively, appending it to
- * <skipped> (a JSON array, may be NULL) as {dn, reason}. Keeps the order of
- * the rest. Returns 0, or -1 (out of memory: <users> as it was).
+ * key (directory_user_key(): the database's lower() of the username)
+ * equals an earlier one's, appending it to <skipped> (a JSON array, may be
+ * NULL) as {dn, reason}. Keeps the order of the rest. Returns 0, or -1 (out
+ * of memory: <users> as it was).
  */
 int directory_users_dedup(struct directory_user *users, size_t *n, json_t *skipped) MFA_MUSTCHECK;
 
-/* Case-insensitive (ASCII, as the database's lower() for the names it holds) username equality. */
-bool directory_username_eq(const char *a, const char *b);
+/* What an entry is matched by: its folded key, or its username when none was set. */
+static inline const char *directory_user_key(const struct directory_user *u)
+{
+    return u->key ? u->key : u->username;
+}
+
+static inline const char *directory_current_key(const struct directory_current *c)
+{
+    return c->key ? c->key : c->username;
+}
+
+/*
+ * <s> (a DN) cut to at most <max> bytes on a character boundary, "..."
+ * added when cut, into <out> of <size> (> max + 3): for messages.
+ */
+void directory_cut(const char *s, size_t max, char *out, size_t size);
 
 /*
  * <dn> normalized for comparison (RFC 4514 form, blanks around separators
@@ -91,9 +107,15 @@ struct directory_conn;
  * Opens a connection to directory.url: LDAPv3, no referrals, TLS (ldaps://
  * or StartTLS) verified against directory.ca_file, connected and the TLS
  * handshake done within directory.timeout_ms (a watchdog ends a handshake
- * libldap would not). Returns it, or NULL with *err.
+ * libldap would not), every read and write on the socket bounded by it.
+ * With <stop> (may be NULL) the watchdog stays until the close and shuts
+ * the socket down as soon as *stop is set. Returns it, or NULL with *err.
  */
-struct directory_conn *directory_conn_open(const struct appconf *conf, char **err) MFA_MUSTCHECK;
+struct directory_conn *directory_conn_open(const struct appconf *conf, const atomic_bool *stop,
+                                           char **err) MFA_MUSTCHECK;
+
+/* Whether <c> was shut down because its stop flag was set. */
+bool directory_conn_stopped(struct directory_conn *c);
 
 /* Unbinds and frees <c> (NULL is fine). */
 void directory_conn_close(struct directory_conn *c);

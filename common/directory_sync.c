@@ -11,12 +11,17 @@
  * one an administrator disabled stays disabled when its entry comes back.
  * An empty directory result is a broken directory or filter, never a mass
  * departure: it changes nothing, even when forced. Every run leaves a row
- * in directory_syncs, and a run that changed users an admin_audit row.
+ * in directory_syncs (but one that found the lock taken), and a run that
+ * changed users an admin_audit row.
+ *
+ * Usernames are compared by the keys PostgreSQL's lower() makes of them,
+ * asked of the database in one query: the C library folds ASCII only, the
+ * database Unicode, and the two must never disagree on who is who.
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include "directory.h"
@@ -36,7 +41,7 @@ static int cmp_current(const void *a, const void *b)
 {
     const struct directory_current *const *x = a, *const *y = b;
 
-    return strcasecmp((*x)->username, (*y)->username);
+    return strcmp(directory_current_key(*x), directory_current_key(*y));
 }
 
 /* The value the sync stores for a field: the entry's, or the stored one when the entry's broke a
@@ -83,38 +88,43 @@ static void add_step(struct directory_plan *plan, enum directory_change change,
 static void guard(const struct appconf *conf, size_t nusers, const struct directory_current *cur,
                   size_t ncur, bool force, struct directory_plan *plan)
 {
-    size_t ours = 0, enabled = 0, disable = plan->counts[DIR_DISABLE];
-    int pct = conf->directory.max_disable_percent;
+    size_t ours = 0, enabled = 0, disable = plan->counts[DIR_DISABLE], allowed;
+    int pct = conf->directory.max_disable_percent, min = conf->directory.max_disable_min;
 
     for (size_t i = 0; i < ncur; i++) {
         ours += !cur[i].local;
         enabled += !cur[i].local && !cur[i].disabled;
     }
+    /* max(pct% of enabled, min): a few departures from a small directory are not a disaster
+     * (disable > floor(pct * enabled / 100) is disable * 100 > pct * enabled) */
+    allowed = (size_t)pct * enabled / 100;
+    if (min > 0 && (size_t)min > allowed)
+        allowed = (size_t)min;
     if (nusers == 0 && ours > 0) {
         plan->refused = true;
         snprintf(plan->reason, sizeof(plan->reason),
                  "the directory returned no users while %zu directory users are here: a broken "
                  "directory, base_dn, filter or group, not everyone leaving; nothing changed",
                  ours);
-    } else if (!force && disable > 0 && disable * 100 > (size_t)pct * enabled) {
+    } else if (!force && disable > allowed) {
         plan->refused = true;
-        snprintf(
-            plan->reason, sizeof(plan->reason),
-            "the sync would disable %zu of the %zu enabled directory users, more than "
-            "directory.max_disable_percent (%d%%); nothing changed (force it if that is right)",
-            disable, enabled, pct);
+        snprintf(plan->reason, sizeof(plan->reason),
+                 "the sync would disable %zu of the %zu enabled directory users, more than "
+                 "directory.max_disable_percent (%d%%) and directory.max_disable_min (%d) allow; "
+                 "nothing changed (force it if that is right)",
+                 disable, enabled, pct, min);
     }
 }
 
 struct entry_key {
-    const char *username;
+    const char *key;
     size_t index;
 };
 
 static int cmp_entry(const void *a, const void *b)
 {
     const struct entry_key *x = a, *y = b;
-    int c = strcasecmp(x->username, y->username);
+    int c = strcmp(x->key, y->key);
 
     return c ? c : (x->index > y->index) - (x->index < y->index);
 }
@@ -127,10 +137,10 @@ static int mark_duplicates(const struct directory_user *users, size_t n, bool *d
     if (!keys)
         return -1;
     for (size_t i = 0; i < n; i++)
-        keys[i] = (struct entry_key){ users[i].username, i };
+        keys[i] = (struct entry_key){ directory_user_key(&users[i]), i };
     qsort(keys, n, sizeof(*keys), cmp_entry);
     for (size_t i = 1; i < n; i++)
-        dup[keys[i].index] = strcasecmp(keys[i].username, keys[i - 1].username) == 0;
+        dup[keys[i].index] = strcmp(keys[i].key, keys[i - 1].key) == 0;
     free(keys);
     return 0;
 }
@@ -158,7 +168,9 @@ int directory_plan_make(const struct appconf *conf, const struct directory_user 
         index[i] = &current[i];
     qsort(index, ncurrent, sizeof(*index), cmp_current);
     for (size_t i = 0; i < nusers; i++) {
-        struct directory_current key = { .username = users[i].username }, *pkey = &key;
+        struct directory_current key = { .username = users[i].username,
+                                         .key = (char *)(uintptr_t)directory_user_key(&users[i]) },
+                                 *pkey = &key;
         const struct directory_current **hit =
             ncurrent ? bsearch(&pkey, index, ncurrent, sizeof(*index), cmp_current) : NULL;
         const struct directory_current *c = hit ? *hit : NULL;
@@ -263,6 +275,7 @@ static void current_free(struct directory_current *cur, size_t n)
         free(cur[i].display_name);
         free(cur[i].email);
         free(cur[i].phone);
+        free(cur[i].key);
     }
     free(cur);
 }
@@ -292,7 +305,8 @@ static int read_current(PGconn *conn, const struct directory_user *users, size_t
 {
     static const char sql[] =
         "SELECT username, coalesce(directory_dn, ''), display_name, email, phone,"
-        " source = 'local', disabled, directory_missing_since IS NOT NULL FROM users"
+        " source = 'local', disabled, directory_missing_since IS NOT NULL, lower(username)"
+        " FROM users"
         " WHERE source = 'directory' OR (source = 'local' AND lower(username) IN"
         "  (SELECT lower(value) FROM json_array_elements_text($1::json)))"
         " FOR UPDATE";
@@ -324,8 +338,9 @@ static int read_current(PGconn *conn, const struct directory_user *users, size_t
         c->local = strcmp(PQgetvalue(res, i, 5), "t") == 0;
         c->disabled = strcmp(PQgetvalue(res, i, 6), "t") == 0;
         c->missing = strcmp(PQgetvalue(res, i, 7), "t") == 0;
+        c->key = strdup(PQgetvalue(res, i, 8));
         *ncur = (size_t)i + 1;
-        ok = c->username && c->dn && c->display_name && c->email && c->phone;
+        ok = c->username && c->dn && c->display_name && c->email && c->phone && c->key;
     }
     PQclear(res);
     if (!ok) {
@@ -335,6 +350,47 @@ static int read_current(PGconn *conn, const struct directory_user *users, size_t
         return err_set(err, "directory sync: out of memory");
     }
     return 0;
+}
+
+/*
+ * Sets each entry's key to the database's lower() of its username, in one
+ * query, so that matching and duplicates follow the same folding as the
+ * users table's lower(username) uniqueness. Returns 0, or -1 with *err.
+ */
+static int fold_keys(PGconn *conn, struct directory_user *users, size_t n, char **err)
+{
+    static const char sql[] = "SELECT lower(value) FROM json_array_elements_text($1::json)"
+                              " WITH ORDINALITY AS x(value, i) ORDER BY i";
+    char *names;
+    const char *params[1];
+    PGresult *res = NULL;
+    int rc;
+
+    if (n == 0)
+        return 0;
+    names = usernames_json(users, n);
+    if (!names)
+        return err_set(err, "directory sync: out of memory");
+    params[0] = names;
+    rc = run(conn, "folding the usernames", sql, 1, params, &res, err);
+    free(names);
+    if (rc < 0)
+        return -1;
+    if ((size_t)PQntuples(res) != n) {
+        int got = PQntuples(res);
+
+        PQclear(res);
+        return err_set(err, "directory sync: folding the usernames: %d answers for %zu names", got,
+                       n);
+    }
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        free(users[i].key);
+        users[i].key = strdup(PQgetvalue(res, (int)i, 0));
+        if (!users[i].key)
+            rc = err_set(err, "directory sync: out of memory");
+    }
+    PQclear(res);
+    return rc;
 }
 
 /* ---- the report */
@@ -417,9 +473,10 @@ static char *rows_json(const struct directory_plan *plan, bool updates)
 
         if (updates ? !upd : st->change != DIR_CREATE)
             continue;
-        row = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b}", "username", e->username, "dn", e->dn,
+        row = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:b}", "username", e->username, "dn", e->dn,
                         "display_name", DISPLAY_NAME(e, c), "email", EMAIL(e, c), "phone",
-                        PHONE(e, c), "enable", st->change == DIR_ENABLE);
+                        PHONE(e, c), "enable", st->change == DIR_ENABLE, "adopt",
+                        st->change == DIR_ADOPT);
         if (json_array_append_new(a, row) < 0)
             goto out;
     }
@@ -445,18 +502,34 @@ out:
     return s;
 }
 
-/* Runs <sql> with the JSON text <rows> as $1 and <p2> as $2 (when not NULL). Frees <rows>. */
+/*
+ * Runs <sql> with the JSON text <rows> as $1 and <p2> as $2 (when not NULL),
+ * and checks that it wrote <expect> rows: a user that changed under the plan
+ * (its source, its name) fails the transaction rather than being written
+ * half. Frees <rows>. Returns 0, or -1 with *err.
+ */
 static int run_rows(PGconn *conn, const char *what, const char *sql, char *rows, const char *p2,
-                    char **err)
+                    size_t expect, char **err)
 {
     const char *params[2] = { rows, p2 };
+    PGresult *res = NULL;
+    long long wrote;
     int rc;
 
     if (!rows)
         return err_set(err, "directory sync: out of memory");
-    rc = run(conn, what, sql, p2 ? 2 : 1, params, NULL, err);
+    rc = run(conn, what, sql, p2 ? 2 : 1, params, &res, err);
     free(rows);
-    return rc;
+    if (rc < 0)
+        return -1;
+    wrote = strtoll(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    if (wrote != (long long)expect)
+        return err_set(err,
+                       "directory sync: %s: %lld rows written where the plan had %zu; nothing "
+                       "changed",
+                       what, wrote, expect);
+    return 0;
 }
 
 /* The plan's writes, in the caller's transaction. Returns 0, or -1 with *err. */
@@ -479,22 +552,26 @@ static int apply(PGconn *conn, const struct appconf *conf, const struct director
         " directory_missing_since = CASE WHEN x.enable THEN NULL"
         "  ELSE u.directory_missing_since END"
         " FROM json_to_recordset($1::json)"
-        "  AS x(username text, dn text, display_name text, email text, phone text, enable boolean)"
-        " WHERE lower(u.username) = lower(x.username)";
+        "  AS x(username text, dn text, display_name text, email text, phone text, enable boolean,"
+        "  adopt boolean)"
+        " WHERE lower(u.username) = lower(x.username) AND (u.source = 'directory' OR x.adopt)";
     static const char disable_sql[] =
         "UPDATE users SET disabled = true, directory_missing_since = now(), updated_at = now()"
         " WHERE source = 'directory' AND NOT disabled AND lower(username) IN"
         "  (SELECT lower(value) FROM json_array_elements_text($1::json))";
 
+    size_t updates = plan->counts[DIR_UPDATE] + plan->counts[DIR_ENABLE] + plan->counts[DIR_ADOPT];
+
     if (plan->counts[DIR_CREATE] &&
         run_rows(conn, "creating users", create_sql, rows_json(plan, false),
-                 conf->directory.default_method, err) < 0)
+                 conf->directory.default_method, plan->counts[DIR_CREATE], err) < 0)
         return -1;
-    if (plan->counts[DIR_UPDATE] + plan->counts[DIR_ENABLE] + plan->counts[DIR_ADOPT] &&
-        run_rows(conn, "updating users", update_sql, rows_json(plan, true), NULL, err) < 0)
+    if (updates &&
+        run_rows(conn, "updating users", update_sql, rows_json(plan, true), NULL, updates, err) < 0)
         return -1;
     if (plan->counts[DIR_DISABLE] &&
-        run_rows(conn, "disabling users", disable_sql, disabled_json(plan), NULL, err) < 0)
+        run_rows(conn, "disabling users", disable_sql, disabled_json(plan), NULL,
+                 plan->counts[DIR_DISABLE], err) < 0)
         return -1;
     return 0;
 }
@@ -574,6 +651,26 @@ static int finish_unchanged(PGconn *conn, const struct directory_sync_opts *opts
     return rc;
 }
 
+static bool stop_requested(const struct directory_sync_opts *opts)
+{
+    return opts->stop && atomic_load(opts->stop);
+}
+
+/* The skipped list (the dedup added to it) kept to DIRECTORY_REPORT_LIST_MAX, the rest counted. */
+static void cap_skipped(json_t *report)
+{
+    json_t *a = json_object_get(report, "skipped");
+    json_int_t more = json_integer_value(json_object_get(report, "skipped_more"));
+    size_t n = json_array_size(a);
+
+    if (n <= DIRECTORY_REPORT_LIST_MAX)
+        return;
+    for (size_t i = n; i > DIRECTORY_REPORT_LIST_MAX; i--)
+        json_array_remove(a, i - 1);
+    json_object_set_new(report, "skipped_more",
+                        json_integer(more + (json_int_t)(n - DIRECTORY_REPORT_LIST_MAX)));
+}
+
 /* Fetches, plans and, unless refused or dry, applies with the directory_syncs row. */
 static int sync_locked(PGconn *conn, const struct appconf *conf,
                        const struct directory_sync_opts *opts, json_t *report, char **err)
@@ -584,8 +681,15 @@ static int sync_locked(PGconn *conn, const struct appconf *conf,
     size_t nusers = 0, ncur = 0;
     int rc = -1;
 
-    if (directory_fetch(conf, &users, &nusers, report, err) < 0)
+    if (directory_fetch(conf, opts->stop, &users, &nusers, report, err) < 0)
         return finish_unchanged(conn, opts, report, "failed", -1, err);
+    if (fold_keys(conn, users, nusers, err) < 0 ||
+        directory_users_dedup(users, &nusers, json_object_get(report, "skipped")) < 0) {
+        if (err && !*err)
+            err_set(err, "directory sync: out of memory");
+        goto fail;
+    }
+    cap_skipped(report);
     if (run(conn, "starting the transaction", "BEGIN", 0, NULL, NULL, err) < 0 ||
         run(conn, "starting the transaction", "SET LOCAL synchronous_commit TO remote_apply", 0,
             NULL, NULL, err) < 0 ||
@@ -600,6 +704,9 @@ static int sync_locked(PGconn *conn, const struct appconf *conf,
         rc = finish_unchanged(conn, opts, report, "refused", 1, err);
     } else if (opts->dry_run) {
         rc = finish_unchanged(conn, opts, report, "dry_run", 0, err);
+    } else if (stop_requested(opts)) {
+        err_set(err, "directory sync: stopped before applying; nothing changed");
+        goto fail;
     } else {
         json_object_set_new(report, "result", json_string("ok"));
         if (apply(conn, conf, &plan, err) < 0 ||
@@ -638,8 +745,11 @@ int directory_sync_run(PGconn *conn, const struct appconf *conf,
     if (rc < 0)
         return -1;
     if (rc == 0) {
+        /* not a failure: the other one is doing the work; no row, the caller tries later */
         err_set(err, "another directory sync is running");
-        return finish_unchanged(conn, opts, *report, "failed", -1, err);
+        json_object_set_new(*report, "result", json_string("busy"));
+        json_object_set_new(*report, "reason", json_string("another directory sync is running"));
+        return DIRECTORY_SYNC_BUSY;
     }
     rc = sync_locked(conn, conf, opts, *report, err);
     lock_release(conn);

@@ -29,6 +29,9 @@ static const char *const event_names[MAILMSG_NEVENTS] = {
     [MAILMSG_METHOD_CHANGED] = "method_changed",
     [MAILMSG_PIN_RESET] = "pin_reset",
     [MAILMSG_LOCKED] = "locked",
+    [MAILMSG_EMAIL_CHANGED] = "email_changed",
+    [MAILMSG_PIN_REMOVED] = "pin_removed",
+    [MAILMSG_TOKEN_ENROLLED] = "token_enrolled",
 };
 
 /* The built-in templates, in the file format of an override. */
@@ -71,13 +74,49 @@ static const char *const builtin[MAILMSG_NEVENTS] = {
                        "Hello {{display_name}},\n"
                        "\n"
                        "your account {{username}} was locked after too many failed\n"
-                       "sign-ins. Your IT department can unlock it. You confirm each\n"
-                       "sign-in with {{method}}.\n"
+                       "sign-ins. It unlocks by itself after a while; until then you\n"
+                       "cannot sign in. You confirm each sign-in with {{method}}.\n"
                        "\n"
                        "The portal:\n"
                        "{{portal_url}}\n"
                        "\n"
                        "If this was not you, tell your IT department.\n",
+    [MAILMSG_EMAIL_CHANGED] = "Subject: Your e-mail address was changed\n"
+                              "\n"
+                              "Hello {{display_name}},\n"
+                              "\n"
+                              "the e-mail address of your account {{username}} was changed.\n"
+                              "Messages about your sign-in go to the new address from now on;\n"
+                              "this one is the last to this address. You confirm each sign-in\n"
+                              "with {{method}}.\n"
+                              "\n"
+                              "You can see your settings in the portal:\n"
+                              "{{portal_url}}\n"
+                              "\n"
+                              "If this was not you, tell your IT department.\n",
+    [MAILMSG_PIN_REMOVED] = "Subject: Your PIN was removed\n"
+                            "\n"
+                            "Hello {{display_name}},\n"
+                            "\n"
+                            "the PIN of your account {{username}} was removed. You confirm\n"
+                            "each sign-in with {{method}}.\n"
+                            "\n"
+                            "You can see your settings in the portal:\n"
+                            "{{portal_url}}\n"
+                            "\n"
+                            "If this was not you, tell your IT department.\n",
+    [MAILMSG_TOKEN_ENROLLED] = "Subject: A new sign-in token was set up for you\n"
+                               "\n"
+                               "Hello {{display_name}},\n"
+                               "\n"
+                               "a new authenticator (an app or a hardware token) now makes the\n"
+                               "sign-in codes of your account {{username}}. You confirm each\n"
+                               "sign-in with {{method}}.\n"
+                               "\n"
+                               "You can see your settings in the portal:\n"
+                               "{{portal_url}}\n"
+                               "\n"
+                               "If this was not you, tell your IT department.\n",
 };
 
 enum placeholder {
@@ -119,6 +158,8 @@ const char *mailmsg_method_words(const char *method)
         return "an authenticator app (TOTP)";
     if (strcmp(method, "hotp") == 0)
         return "a hardware token (HOTP)";
+    if (strcmp(method, "push") == 0)
+        return "a notification on your phone (push)";
     return NULL;
 }
 
@@ -423,7 +464,8 @@ int mailmsg_templates_load(struct mailmsg_templates *out, const char *dir, char 
 
         if (dir && *dir) {
             snprintf(path, sizeof(path), "%s/%s.txt", dir, event_names[i]);
-            if (access(path, F_OK) == 0) {
+            /* only a missing file means "the built-in one": anything else is the operator's */
+            if (lstat(path, &st) == 0 || errno != ENOENT) {
                 if (load_file(path, &out->t[i], err) < 0)
                     goto fail;
                 continue;
@@ -526,26 +568,32 @@ static void expand(struct mbuf *b, const char *tmpl, const char *const values[PH
 }
 
 /*
- * Appends <s> as RFC 2047 "B" encoded-words of at most 75 characters,
- * folded with CRLF SP, never splitting a UTF-8 character (§5: each
- * encoded-word holds whole characters).
+ * Appends <s> as RFC 2047 "B" encoded-words, folded with CRLF SP, never
+ * splitting a UTF-8 character (§5: each encoded-word holds whole
+ * characters). <col> is where the first word starts on its line (after
+ * "Subject: ", say): every line, the first included, stays within 76
+ * characters (§2).
  */
-static void put_encoded_words(struct mbuf *b, const char *s)
+static void put_encoded_words(struct mbuf *b, const char *s, size_t col)
 {
     size_t n = strlen(s), i = 0;
     bool first = true;
 
     while (i < n) {
-        size_t chunk = 0;
+        size_t chunk = 0, max;
         char enc[B64_ENCODED_LEN(45) + 1];
 
-        /* 45 bytes make 60 base64 characters: 72 with "=?UTF-8?B?" and "?=" */
+        /*
+         * 45 bytes make 60 base64 characters: 73 with " =?UTF-8?B?" and "?="
+         * on a folded line. The first line has <col> characters before it.
+         */
+        max = first ? (76 - 12 - (col < 60 ? col : 60)) / 4 * 3 : 45;
         while (i + chunk < n) {
             size_t len = utf8_seq((const unsigned char *)s + i + chunk, n - i - chunk);
 
             if (!len)
                 len = 1; /* checked before: cannot happen */
-            if (chunk + len > 45)
+            if (chunk + len > max && chunk > 0)
                 break;
             chunk += len;
         }
@@ -558,6 +606,27 @@ static void put_encoded_words(struct mbuf *b, const char *s)
         putf(b, "=?UTF-8?B?%s?=", enc);
         first = false;
         i += chunk;
+    }
+}
+
+/*
+ * Appends the ASCII text <s> folded (RFC 5322 §2.2.3): a CRLF goes before
+ * the space that would take a line past 76 characters, <col> of them used
+ * before <s>. A word longer than a line stays whole (the subject's cap keeps
+ * it far under 998).
+ */
+static void put_folded(struct mbuf *b, const char *s, size_t col)
+{
+    while (*s) {
+        size_t word = strcspn(s + 1, " ") + 1; /* a space and the word after it */
+
+        if (*s == ' ' && col + word > 76 && col > 1) {
+            put_str(b, "\r\n");
+            col = 0;
+        }
+        put(b, s, word);
+        col += word;
+        s += word;
     }
 }
 
@@ -617,23 +686,34 @@ static void put_qp(struct mbuf *b, const char *text)
     }
 }
 
+int mailmsg_check_settings(const char *from, const char *from_name, const char *portal_url,
+                           char **err)
+{
+    if (mailmsg_check_addr(from, err) < 0)
+        return err_prefix(err, "the sender (email.from)");
+    if (check_value("the sender name (email.from_name)", from_name, MAILMSG_FROM_NAME_MAX, err) <
+            0 ||
+        check_value("the portal link (email.portal_url)", portal_url, MAILMSG_PORTAL_URL_MAX, err) <
+            0)
+        return -1;
+    return 0;
+}
+
 static int check_fields(const struct mailmsg_fields *f, char **err)
 {
     if (mailmsg_event_parse(f->event) < 0)
         return err_set(err, "unknown event \"%.40s\"", f->event ? f->event : "");
     if (!f->event_id || !is_uuid(f->event_id))
         return err_set(err, "the event id is not a UUID");
-    if (check_value("the username", f->username, 256, err) < 0 ||
-        check_value("the display name", f->display_name, 256, err) < 0 ||
-        check_value("the sender name (email.from_name)", f->from_name, 256, err) < 0 ||
-        check_value("the portal link (email.portal_url)", f->portal_url, 1024, err) < 0)
+    if (check_value("the username", f->username, MAILMSG_USERNAME_MAX, err) < 0 ||
+        check_value("the display name", f->display_name, MAILMSG_DISPLAY_NAME_MAX, err) < 0)
         return -1;
     if (!mailmsg_method_words(f->method))
         return err_set(err, "unknown sign-in method \"%.20s\"", f->method ? f->method : "");
     if (mailmsg_check_addr(f->to_addr, err) < 0)
         return err_prefix(err, "the recipient (to_addr)");
-    if (mailmsg_check_addr(f->from, err) < 0)
-        return err_prefix(err, "the sender (email.from)");
+    if (mailmsg_check_settings(f->from, f->from_name, f->portal_url, err) < 0)
+        return -1;
     if (!*f->username)
         return err_set(err, "the username is empty");
     return 0;
@@ -685,14 +765,15 @@ char *mailmsg_build(const struct mailmsg_templates *t, const struct mailmsg_fiel
         }
         putf(&msg, "\" <%s>", f->from);
     } else {
-        put_encoded_words(&msg, f->from_name);
+        put_encoded_words(&msg, f->from_name, strlen("From: "));
         putf(&msg, " <%s>", f->from);
     }
     putf(&msg, "\r\nTo: %s\r\nSubject: ", f->to_addr);
-    if (is_ascii(subject.p))
-        put_str(&msg, subject.p);
+    /* "=?" in plain text would be read as an encoded-word by mail programs */
+    if (is_ascii(subject.p) && !strstr(subject.p, "=?"))
+        put_folded(&msg, subject.p, strlen("Subject: "));
     else
-        put_encoded_words(&msg, subject.p);
+        put_encoded_words(&msg, subject.p, strlen("Subject: "));
     put_str(&msg, "\r\n");
     put_date(&msg, f->date);
     putf(&msg, "Message-ID: <%s@%s>\r\n", f->event_id, strchr(f->from, '@') + 1);

@@ -47,6 +47,18 @@ static int utf8_next(const unsigned char **p, uint32_t *cp)
     return 0;
 }
 
+bool users_utf8_valid(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    uint32_t c;
+
+    while (*p) {
+        if (utf8_next(&p, &c) < 0)
+            return false;
+    }
+    return true;
+}
+
 static bool is_control(uint32_t c)
 {
     return c < 0x20 || (c >= 0x7F && c <= 0x9F);

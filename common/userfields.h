@@ -35,6 +35,9 @@ int users_check_username(const char *what, const char *s, char **err) MFA_MUSTCH
  */
 int users_check_text(const char *what, const char *s, bool no_space, char **err) MFA_MUSTCHECK;
 
+/* Whether <s> is valid UTF-8 (RFC 3629: no overlong form, no surrogate), as the checks want. */
+bool users_utf8_valid(const char *s);
+
 /* "" or a text without spaces holding an '@'. Returns 0, or -1 with *err naming <what>. */
 int users_check_email(const char *what, const char *s, char **err) MFA_MUSTCHECK;
 

@@ -10,7 +10,10 @@
  *
  * A directory user's password (directory.first_factor = "ldap") takes the
  * PIN's place: after the lockout check a bind runs on a worker
- * (auth_dirbind.h), and its answer goes on where a PIN's would.
+ * (auth_dirbind.h), and its answer goes on where a PIN's would. One bind
+ * per user at a time: a sign-in of a user whose check is still running or
+ * waiting is refused ("busy", not counted), so parallel wrong passwords
+ * cannot all pass the lockout check before the first is counted.
  */
 #include "auth.h"
 
@@ -173,6 +176,45 @@ static const char lockout_sql[] =
     "  failures = CASE WHEN l.last_failure < now() - make_interval(secs => $3::int)"
     "   THEN 1 ELSE l.failures + 1 END";
 
+/*
+ * The same on a schema 3 database, and the "locked" e-mail (docs/email.md)
+ * when the user's failures from all addresses reach $4
+ * (node.lockout.max_failures_total): the threshold is the node's setting,
+ * so the node queues it, not the database's trigger. The decision is the
+ * database's, in the failure's own statement, so it holds across nodes and
+ * for every path that counts a failure (a wrong SMS code too): one message
+ * per lockout window. Statements for one user take turns (the advisory
+ * lock), but one that waited for the lock still reads with the snapshot it
+ * started with, where NOT EXISTS cannot see the message the one before it
+ * queued. So the message's event_id is the user's and the slot's (now in
+ * whole node.lockout.duration periods): that second insert conflicts on it
+ * and adds nothing. What the snapshot still leaves (both rare: failures for
+ * one user from two addresses at the same instant): two straddling a slot's
+ * end may each queue one; and the other addresses' counts are the
+ * snapshot's, so two that together reach the limit may each see it one
+ * short and queue none. The per-address limit (max_failures) sends none.
+ */
+static const char lockout_mail_sql[] =
+    "WITH k AS (SELECT pg_advisory_xact_lock(hashtext('mfa-locked:' || lower($1))) AS locked),"
+    " mine AS (INSERT INTO lockouts AS l (username, client_ip, failures, last_failure)"
+    "  SELECT lower($1), $2, 1, now() FROM k"
+    "  ON CONFLICT (username, client_ip) DO UPDATE SET last_failure = now(),"
+    "   failures = CASE WHEN l.last_failure < now() - make_interval(secs => $3::int)"
+    "    THEN 1 ELSE l.failures + 1 END"
+    "  RETURNING l.failures),"
+    " t AS (SELECT (SELECT failures FROM mine) + coalesce((SELECT sum(o.failures) FROM lockouts o"
+    "   WHERE o.username = lower($1) AND o.client_ip <> $2"
+    "   AND o.last_failure > now() - make_interval(secs => $3::int)), 0) AS total)"
+    " INSERT INTO email_outbox (event_id, event, username, display_name, to_addr, method)"
+    " SELECT md5('mfa-locked:' || lower(u.username) || ':'"
+    "   || floor(extract(epoch FROM now()) / $3::int)::bigint)::uuid,"
+    "  'locked', u.username, u.display_name, u.email, u.method FROM users u, t"
+    " WHERE lower(u.username) = lower($1) AND u.email <> '' AND NOT u.disabled"
+    " AND t.total >= $4::int"
+    " AND NOT EXISTS (SELECT 1 FROM email_outbox o WHERE lower(o.username) = lower($1)"
+    "  AND o.event = 'locked' AND o.created_at > now() - make_interval(secs => $3::int))"
+    " ON CONFLICT (event_id) DO NOTHING";
+
 static const char totp_mark_sql[] =
     "UPDATE oath_tokens SET last_step = $2, drift = $3"
     " WHERE id = $1 AND (last_step IS NULL OR last_step < $2) RETURNING id";
@@ -238,8 +280,7 @@ static void finish(struct signin *si, enum outcome out, const char *reason, int 
 /* ---- failures and lockout ---- */
 
 /* Names of the fire-and-forget writes, for the log (callback arguments). */
-static char what_lockout[] = "lockout", what_unlock[] = "unlock", what_sms[] = "sms",
-            what_locked_mail[] = "locked_mail";
+static char what_lockout[] = "lockout", what_unlock[] = "unlock", what_sms[] = "sms";
 
 static void write_done(void *arg, const PGresult *res, const char *err)
 {
@@ -248,60 +289,35 @@ static void write_done(void *arg, const PGresult *res, const char *err)
         log_warn("auth.mark_failed what=%s err=%s", (const char *)arg, err);
 }
 
-/*
- * Queues the "locked" e-mail (docs/email.md) of a user whose failures just
- * reached node.lockout.max_failures_total. The threshold is this node's
- * configuration, so the node queues it, not the database's trigger; at most
- * one per lockout window, whichever node gets there first. Schema 3's table:
- * only on a database that has it (a rolling upgrade, docs/upgrade.md).
- */
-static void queue_locked_mail(struct signin *si)
-{
-    static const char sql[] =
-        "INSERT INTO email_outbox (event, username, display_name, to_addr, method)"
-        " SELECT 'locked', u.username, u.display_name, u.email, u.method FROM users u"
-        " WHERE lower(u.username) = lower($1) AND u.email <> '' AND NOT u.disabled"
-        " AND NOT EXISTS (SELECT 1 FROM email_outbox o WHERE lower(o.username) = lower($1)"
-        "  AND o.event = 'locked' AND o.created_at > now() - make_interval(secs => $2::int))";
-    struct nodedb_status st;
-    char window[16];
-    const char *params[2] = { si->username, window };
-
-    nodedb_get_status(si->n->db, &st);
-    if (st.schema_version < 3)
-        return;
-    snprintf(window, sizeof(window), "%d", node_conf(si->n)->node.lockout.duration);
-    if (nodedb_write(si->n->db, sql, 2, params, PGCONN_SYNC_OFF, write_done, what_locked_mail,
-                     NULL) != 0)
-        log_warn("auth.locked_mail_not_queued user=%s", si->username);
-}
-
 /* Counts a failed sign-in: the address's throttle, and the user's lockout. */
 static void count_failure(struct signin *si)
 {
     const struct appconf *c = node_conf(si->n);
     struct auth *a = auth_of(si->n);
-    char window[16];
-    const char *params[3] = { si->username, si->client_ip, window };
-    struct ratelimit_counts rc;
-    int before;
+    char window[16], total[16];
+    const char *params[4] = { si->username, si->client_ip, window, total };
+    struct nodedb_status st;
+    bool offline;
 
     ratelimit_addr_failure(a->limits, si->client_ip, c->node.lockout.per_address_per_minute,
                            clock_mono_ms());
-    bool offline;
-
-    /* The user's failures before this one, as locked_out() reckons them online. */
-    ratelimit_failures(a->limits, si->username, si->client_ip, c->node.lockout.duration,
-                       clock_mono_ms(), &rc);
-    before = rc.total > si->failures_total ? rc.total : si->failures_total;
     snprintf(window, sizeof(window), "%d", c->node.lockout.duration);
-    offline = nodedb_write_prepared(si->n->db, "auth_lockout", 3, params, PGCONN_SYNC_OFF,
-                                    write_done, what_lockout, NULL) != 0;
+    snprintf(total, sizeof(total), "%d", c->node.lockout.max_failures_total);
+    /*
+     * Schema 3 has the e-mail outbox; a schema 2 database (a rolling upgrade)
+     * only the count. The schema 3 statement is not prepared: a connection
+     * made before the migration would hold it as failed until it reconnects,
+     * and failures are few beside sign-ins.
+     */
+    nodedb_get_status(si->n->db, &st);
+    if (st.schema_version >= 3)
+        offline = nodedb_write(si->n->db, lockout_mail_sql, 4, params, PGCONN_SYNC_OFF, write_done,
+                               what_lockout, NULL) != 0;
+    else
+        offline = nodedb_write_prepared(si->n->db, "auth_lockout", 3, params, PGCONN_SYNC_OFF,
+                                        write_done, what_lockout, NULL) != 0;
     ratelimit_failure(a->limits, si->username, si->client_ip, offline, c->node.lockout.duration,
                       clock_mono_ms());
-    if (!offline && si->counts_known && before < c->node.lockout.max_failures_total &&
-        before + 1 >= c->node.lockout.max_failures_total)
-        queue_locked_mail(si);
 }
 
 static void clear_failures(struct signin *si)
@@ -640,11 +656,16 @@ static void check_password(struct signin *si)
         reject(si, "wrong_password");
         return;
     }
-    rc = a->dirbind
-             ? dirbind_check(a->dirbind, node_conf(si->n), si->dn, si->pin, password_checked, si)
-             : -1; /* stopping */
+    rc = a->dirbind ? dirbind_check(a->dirbind, node_conf(si->n), si->username, si->dn, si->pin,
+                                    password_checked, si)
+                    : -1; /* stopping */
     secret_wipe(si->pin, sizeof(si->pin));
-    if (rc < 0) {
+    if (rc == DIRBIND_BUSY) {
+        /* Another check of this user's is under way: not counted, never a second bind. */
+        si->detail = "a check for this user is in progress";
+        si->retry_after = 1;
+        finish(si, OUT_REJECTED, "busy", 429);
+    } else if (rc < 0) {
         log_warn("auth.directory_unavailable user=%s err=%s", si->username,
                  "the check could not be queued (too many waiting, or stopping)");
         finish(si, OUT_ERROR, "directory_unavailable", 503);
@@ -713,8 +734,13 @@ static void user_loaded(void *arg, const PGresult *res, const char *err)
         check_password(si);
         return;
     }
+    /*
+     * A user without a PIN, where one is required: refused as a wrong PIN,
+     * and counted. Outside "ldap" mode a directory user is a user like any:
+     * without a PIN the code decides, as for a local user without one
+     * (docs/directory.md: the mode is the same on every member).
+     */
     if (!si->has_pin_hash && si->require_pin && si->step != AUTH_STEP_CODE) {
-        /* A user without a PIN, where one is required: refused as a wrong PIN, and counted. */
         secret_wipe(si->pin, sizeof(si->pin));
         reject(si, "pin_required");
         return;
@@ -960,7 +986,7 @@ int auth_start(struct node *n, char **err)
         return err_prefix(err, "node.auth_log");
     a->ldap = c->directory.first_factor == FIRST_FACTOR_LDAP;
     if (a->ldap) {
-        a->dirbind = dirbind_new(n->workers, DIRBIND_RUNNING, DIRBIND_WAITING);
+        a->dirbind = dirbind_new(daemon_base(n->d), n->workers, DIRBIND_RUNNING, DIRBIND_WAITING);
         if (!a->dirbind)
             return err_set(err, "out of memory");
     }
@@ -976,13 +1002,18 @@ int auth_start(struct node *n, char **err)
 void auth_stop_delivery(struct node *n)
 {
     struct auth *a = auth_of(n);
+    struct dirbind *q;
 
     if (a) {
         sms_free(a->sms);
         a->sms = NULL;
-        /* Sign-ins waiting for the directory are answered now, while their callers live. */
-        dirbind_free(a->dirbind);
+        q = a->dirbind;
+        /*
+         * Sign-ins waiting for the directory are answered now, while their
+         * callers live; one started from an answer finds no queue.
+         */
         a->dirbind = NULL;
+        dirbind_free(q);
     }
 }
 

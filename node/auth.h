@@ -83,7 +83,7 @@ struct auth_result {
     int expires_in;           /* AUTH_CHALLENGE: seconds */
     const char *phone;        /* AUTH_CHALLENGE of an SMS: where the code went; NULL otherwise */
     int attempts_left;        /* a wrong code on a challenge; -1 when it does not apply */
-    int retry_after;          /* reason "throttled": seconds; 0 otherwise */
+    int retry_after;          /* reasons "throttled", "busy": seconds; 0 otherwise */
     const char *detail;       /* a sentence for the caller, or NULL */
     bool retry; /* AUTH_ERROR before anything was done (no database): asking again may work */
 };
@@ -128,7 +128,11 @@ typedef void (*auth_done_fn)(void *arg, const struct auth_result *r);
  * directory password instead (a wrong one: reason "wrong_password", counted
  * like a wrong PIN; a directory that does not answer: AUTH_ERROR
  * "directory_unavailable", 503, not counted). Lockout is decided before the
- * bind, so a locked user never reaches the directory.
+ * bind, so a locked user never reaches the directory, and one bind per user
+ * runs at a time: a sign-in while the user's check is running or waiting is
+ * rejected with reason "busy" (429, not counted, retry_after 1). A directory
+ * user without a PIN on a node not in "ldap" mode is refused
+ * ("pin_required", counted): the code alone never signs them in.
  */
 enum auth_step {
     AUTH_STEP_ALL = 0,

@@ -14,12 +14,22 @@
  * directory_sync_run() with trigger "schedule", then closes. Asking the
  * database rather than remembering keeps the schedule across a failover.
  *
- * The job reads the daemon's configuration from its thread: the directory
- * keys and the members need a restart (they are not CFG_RELOADABLE), so a
- * reload keeps their strings where they are (cfg_keep_restart_keys()).
+ * The job takes a copy of the configuration and the node's id when it is
+ * submitted, on the loop: a reload may rewrite the daemon's struct while the
+ * worker reads, and the copy's strings (the directory keys and the members
+ * need a restart, they are not CFG_RELOADABLE) stay where they are
+ * (cfg_keep_restart_keys()).
+ *
+ * Another sync holding the lock (mfactl's) is no failure: the job looks
+ * again after CHECK_MIN_MS. dirsync_stop() sets the stop flag the sync
+ * looks at between pages and before it applies, which also shuts the LDAP
+ * socket down, and cancels the database statement running, so that the
+ * node stops promptly in the middle of a sync.
  */
 #include "dirsync.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,8 +47,8 @@
 #include "secrets.h"
 #include "worker.h"
 
-#define CHECK_MIN_MS   10000  /* the due-ness is asked at most this often */
-#define CHECK_MAX_MS   300000 /* and at least this often while it is far off */
+#define CHECK_MIN_MS   10000 /* the due-ness is asked at most this often */
+#define CHECK_MAX_MS   30000 /* and at least this often: rows deleted or a switchover seen soon */
 #define STATEMENT_MS   "120000"
 #define SCHEMA_DIRSYNC 3 /* directory_syncs and the users' directory columns */
 #define CONNINFO_MAX   1024
@@ -60,12 +70,16 @@ struct dirsync {
     json_t *last; /* the last scheduled sync this node ran, for /status; NULL before */
     uint64_t syncs[RESULT_COUNT_];
     double last_sync_s; /* wall clock of its end, 0 before */
+    /* Shared with the worker: set by dirsync_stop(); the cancel handle of the job's connection. */
+    atomic_bool stop;
+    pthread_mutex_t mu;
+    PGcancel *cancel; /* under mu; NULL when the job holds no connection */
 };
 
 struct dirsync_job {
     struct dirsync *ds;
-    const struct appconf *conf;
-    const char *node_id;
+    struct appconf conf; /* a copy made on the loop (its strings are restart keys, kept) */
+    char node_id[64];
     /* out */
     bool ran;        /* a sync was due and ran (whatever its result) */
     long long due_s; /* not due: seconds until it is */
@@ -125,23 +139,39 @@ static int job_due(PGconn *conn, int interval_s, long long *due_s, char **err)
     return rc;
 }
 
+/* Makes <conn>'s statements cancellable by dirsync_stop() (NULL: no longer). */
+static void job_cancel_handle(struct dirsync *ds, PGconn *conn)
+{
+    pthread_mutex_lock(&ds->mu);
+    if (ds->cancel)
+        PQfreeCancel(ds->cancel);
+    ds->cancel = conn ? PQgetCancel(conn) : NULL;
+    pthread_mutex_unlock(&ds->mu);
+}
+
 static void sync_work(void *arg)
 {
     struct dirsync_job *j = arg;
     const struct directory_sync_opts opts = {
         .trigger = DIRECTORY_TRIGGER_SCHEDULE,
         .node_id = j->node_id,
+        .stop = &j->ds->stop,
     };
-    PGconn *conn = job_connect(j->ds, &j->err);
+    PGconn *conn;
     int due;
 
+    if (atomic_load(&j->ds->stop))
+        return;
+    conn = job_connect(j->ds, &j->err);
     if (!conn)
         return;
-    due = job_due(conn, j->conf->directory.interval_s, &j->due_s, &j->err);
-    if (due == 1) {
+    job_cancel_handle(j->ds, conn);
+    due = job_due(conn, j->conf.directory.interval_s, &j->due_s, &j->err);
+    if (due == 1 && !atomic_load(&j->ds->stop)) {
         j->ran = true;
-        j->rc = directory_sync_run(conn, j->conf, &opts, &j->report, &j->err);
+        j->rc = directory_sync_run(conn, &j->conf, &opts, &j->report, &j->err);
     }
+    job_cancel_handle(j->ds, NULL);
     PQfinish(conn);
 }
 
@@ -242,6 +272,12 @@ static void sync_done(void *arg)
         plan_next(ds, j->err ? 0 : j->due_s);
         goto done;
     }
+    if (j->rc == DIRECTORY_SYNC_BUSY) {
+        /* mfactl's sync is running: it writes the row; look again soon, nothing failed */
+        log_info("directory.sync result=busy trigger=schedule");
+        plan_next(ds, 0);
+        goto done;
+    }
     result = j->rc == 0 ? RESULT_OK : j->rc == 1 ? RESULT_REFUSED : RESULT_FAILED;
     ds->syncs[result]++;
     ds->last_sync_s = (double)clock_wall_ms() / 1000.0;
@@ -249,7 +285,7 @@ static void sync_done(void *arg)
     ds->last = last_json(j->report, result, result == RESULT_FAILED ? j->err : NULL);
     log_sync(result, j->report, j->err);
     /* The next one is interval_s from this one's start: the row says when. */
-    plan_next(ds, j->conf->directory.interval_s);
+    plan_next(ds, j->conf.directory.interval_s);
 done:
     json_decref(j->report);
     free(j->err);
@@ -292,6 +328,8 @@ int dirsync_start(struct node *n, char **err)
     if (!ds)
         return err_set(err, "out of memory");
     n->dirsync = ds;
+    atomic_init(&ds->stop, false);
+    pthread_mutex_init(&ds->mu, NULL);
     if (build_conninfo(ds, n, err) < 0)
         return err_prefix(err, "directory sync");
     ds->pool = worker_pool_new(daemon_base(n->d), 1, err);
@@ -317,8 +355,8 @@ void dirsync_tick(struct node *n)
     if (!j)
         return;
     j->ds = ds;
-    j->conf = node_conf(n);
-    j->node_id = appconf_local(j->conf)->id;
+    j->conf = *node_conf(n);
+    snprintf(j->node_id, sizeof(j->node_id), "%s", appconf_local(node_conf(n))->id);
     if (worker_submit(ds->pool, sync_work, sync_done, j) < 0) {
         free(j);
         return;
@@ -333,7 +371,19 @@ void dirsync_stop(struct node *n)
 
     if (!ds)
         return;
-    worker_pool_free(ds->pool); /* waits for a sync in progress; its done runs here */
+    /* a sync in progress ends at once: its LDAP socket shut down, its statement cancelled */
+    atomic_store(&ds->stop, true);
+    pthread_mutex_lock(&ds->mu);
+    if (ds->cancel) {
+        char errbuf[256];
+
+        (void)PQcancel(ds->cancel, errbuf, sizeof(errbuf));
+    }
+    pthread_mutex_unlock(&ds->mu);
+    worker_pool_free(ds->pool); /* waits for the sync to see it; its done runs here */
+    if (ds->cancel)
+        PQfreeCancel(ds->cancel);
+    pthread_mutex_destroy(&ds->mu);
     json_decref(ds->last);
     secret_wipe(ds->password, sizeof(ds->password));
     free(ds);

@@ -21,7 +21,22 @@
  *
  * At least once: a crash or failover between the server's 250 and the
  * sent_at write sends the message again, with the same Message-ID (its
- * event_id), so the recipient's mail program can tell it is the same.
+ * event_id), so the recipient's mail program can tell it is the same. A
+ * sent_at write that fails is tried again before the next claim while the
+ * node is still on the primary (m->unmarked), so a message is not sent twice
+ * for a write that merely failed once. Only a row that cannot make a message
+ * is given up: bad settings (possible only after a reload the checks let
+ * through) leave the rows to their lease.
+ *
+ * A graceful stop (the daemon's drain, first SIGTERM) claims nothing more,
+ * hands the rows claimed but not started back (attempts as before, due now),
+ * lets the message in flight finish and writes its sent_at: mail_in_flight()
+ * keeps the drain open until then (appliance.drain_timeout at most).
+ *
+ * Housekeeping, whether or not email.enabled: the node on the primary
+ * deletes sent and given-up rows older than email.retention_days every
+ * MAIL_PURGE_MS in batches, and while e-mail is disabled gives up unsent rows
+ * older than email.max_age_s, so the outbox does not grow for ever.
  *
  * Invariants: a claim starts only while nothing is in flight (m->busy counts
  * the claim, the queued and sending messages and the writes after them); at
@@ -53,10 +68,16 @@
 #define MAIL_LEASE_MARGIN_S 10  /* past the SMTP deadline: the sender's row update */
 #define MAIL_ERROR_MAX      400 /* last_error stored and shown */
 #define MAIL_PASSWORD_MAX   256
-#define MAIL_SCHEMA_VERSION 3 /* email_outbox */
+#define MAIL_SCHEMA_VERSION 3                /* email_outbox */
+#define MAIL_UNMARKED_MAX   64               /* sent_at writes kept to try again */
+#define MAIL_MARK_TRIES     3                /* then the row is left to its lease */
+#define MAIL_PURGE_MS       (20 * 60 * 1000) /* housekeeping: three times an hour */
+#define MAIL_PURGE_RETRY_MS 10000            /* not on the primary: look again */
+#define MAIL_PURGE_BATCH    1000             /* rows one housekeeping write touches */
 
 struct mail {
     struct node *n;
+    bool enabled;               /* email.enabled at start; else only the housekeeping runs */
     struct worker_pool *thread; /* one thread: the SMTP transfers */
     int abort;                  /* set by mail_stop(): the transfer gives up (atomic) */
     struct mailmsg_templates tpl;
@@ -66,7 +87,14 @@ struct mail {
     bool more;     /* the last claim was full: claim again at once */
     bool sending;  /* at the last tick this node was on the writable primary */
     bool stopping; /* mail_stop() ran: freed when busy reaches 0 */
-    uint64_t last_poll_ms;
+    bool draining; /* the daemon drains: nothing new is claimed */
+    bool purging;  /* the housekeeping write is in flight */
+    uint64_t last_poll_ms, next_purge_ms;
+    struct unmarked {
+        char id[24];
+        int tries;
+    } unmarked[MAIL_UNMARKED_MAX]; /* sent, but the sent_at write failed */
+    size_t nunmarked;
     uint64_t sent, failed, given_up;
     char last_error[MAIL_ERROR_MAX];
 };
@@ -111,8 +139,27 @@ static const char claim_sql[] =
     " RETURNING o.id, o.event_id, o.event, o.username, o.display_name, o.to_addr, o.method,"
     " extract(epoch FROM o.created_at)::bigint, o.given_up_at IS NOT NULL, o.attempts, d.turn";
 
+/* coalesce: writing it again after a write whose answer was lost keeps the first time */
 static const char sent_sql[] =
-    "UPDATE email_outbox SET sent_at = now(), last_error = '' WHERE id = $1";
+    "UPDATE email_outbox SET sent_at = coalesce(sent_at, now()), last_error = '' WHERE id = $1";
+/* A claimed row handed back at a graceful stop: that claim was no attempt. */
+static const char release_sql[] =
+    "UPDATE email_outbox SET attempts = greatest(attempts - 1, 0), next_attempt_at = now()"
+    " WHERE id = $1 AND sent_at IS NULL AND given_up_at IS NULL";
+/*
+ * Housekeeping. $1: email.retention_days, $2: email.max_age_s, $3: give up
+ * unsent rows older than that (e-mail disabled: nobody else does), $4: the
+ * batch. SKIP LOCKED: never waits on a claim.
+ */
+static const char purge_sql[] =
+    "WITH old AS (UPDATE email_outbox SET given_up_at = now(), last_error = 'too old'"
+    "  WHERE id IN (SELECT id FROM email_outbox WHERE $3::bool AND sent_at IS NULL"
+    "   AND given_up_at IS NULL AND created_at < now() - make_interval(secs => $2::int)"
+    "   ORDER BY id LIMIT $4::int FOR UPDATE SKIP LOCKED) RETURNING id),"
+    " gone AS (DELETE FROM email_outbox WHERE id IN (SELECT id FROM email_outbox"
+    "  WHERE coalesce(sent_at, given_up_at) < now() - make_interval(days => $1::int)"
+    "  ORDER BY id LIMIT $4::int FOR UPDATE SKIP LOCKED) RETURNING id)"
+    " SELECT (SELECT count(*) FROM old), (SELECT count(*) FROM gone)";
 static const char retry_sql[] = "UPDATE email_outbox SET last_error = $2,"
                                 " next_attempt_at = now() + make_interval(secs => $3::int)"
                                 " WHERE id = $1 AND sent_at IS NULL";
@@ -121,6 +168,8 @@ static const char give_up_sql[] = "UPDATE email_outbox SET given_up_at = now(), 
 
 static void mail_free(struct mail *m)
 {
+    if (!m)
+        return;
     mailmsg_templates_free(&m->tpl);
     OPENSSL_cleanse(m->password, sizeof(m->password));
     free(m);
@@ -175,6 +224,87 @@ static void update_row(struct mail *m, const char *sql, int nparams, const char 
     log_warn("mail.update_failed id=%s error=%s (the row is claimed again after its lease)",
              params[0], rc == NODEDB_READ_ONLY ? "no primary" : err);
     mfa_free(err);
+}
+
+/*
+ * Keeps <id>, whose sent_at was written <tries> times in vain, to write again
+ * before the next claim. A write that keeps failing (the claim waits for
+ * these) gives way after MAIL_MARK_TRIES: the row's lease ends and the
+ * message is sent again, with its Message-ID.
+ */
+static void remember_unmarked(struct mail *m, const char *id, int tries)
+{
+    struct unmarked *u;
+
+    if (tries >= MAIL_MARK_TRIES || m->nunmarked == MAIL_UNMARKED_MAX) {
+        log_warn("mail.mark_dropped id=%s tries=%d (sent again after its lease)", id, tries);
+        return;
+    }
+    u = &m->unmarked[m->nunmarked++];
+    snprintf(u->id, sizeof(u->id), "%s", id);
+    u->tries = tries;
+}
+
+struct mark {
+    struct mail *m;
+    char id[24];
+    int tries; /* this write included */
+};
+
+static void mark_done(void *arg, const PGresult *res, const char *err)
+{
+    struct mark *k = arg;
+    struct mail *m = k->m;
+
+    (void)res;
+    if (err && !m->stopping) {
+        log_warn("mail.mark_failed id=%s error=%s (tried again before the next claim)", k->id, err);
+        remember_unmarked(m, k->id, k->tries);
+    }
+    free(k);
+    mail_done_one(m);
+}
+
+/*
+ * Writes sent_at of row <id>, its <tries>-th write (remote_apply: a new
+ * primary after a failover knows it was sent).
+ */
+static void mark_sent(struct mail *m, const char *id, int tries)
+{
+    const char *params[1] = { id };
+    struct mark *k = calloc(1, sizeof(*k));
+    char *err = NULL;
+    int rc;
+
+    if (!k) {
+        remember_unmarked(m, id, tries);
+        return;
+    }
+    k->m = m;
+    k->tries = tries;
+    snprintf(k->id, sizeof(k->id), "%s", id);
+    rc = nodedb_write(m->n->db, sent_sql, 1, params, PGCONN_SYNC_REMOTE_APPLY, mark_done, k, &err);
+    if (rc == 0) {
+        m->busy++;
+        return;
+    }
+    log_warn("mail.mark_failed id=%s error=%s (tried again before the next claim)", id,
+             rc == NODEDB_READ_ONLY ? "no primary" : err);
+    mfa_free(err);
+    free(k);
+    remember_unmarked(m, id, tries);
+}
+
+/* The sent_at writes that failed, again; each one is still counted once in m->sent. */
+static void mark_again(struct mail *m)
+{
+    struct unmarked again[MAIL_UNMARKED_MAX];
+    size_t n = m->nunmarked;
+
+    memcpy(again, m->unmarked, sizeof(again[0]) * n);
+    m->nunmarked = 0;
+    for (size_t i = 0; i < n; i++)
+        mark_sent(m, again[i].id, again[i].tries + 1);
 }
 
 static void give_up(struct mail *m, const char *id, const char *why)
@@ -270,13 +400,10 @@ static void send_done(void *arg)
                  s->event, s->username, s->event_id, s->attempts, wait, error);
         update_row(m, retry_sql, 3, params, PGCONN_SYNC_DEFAULT);
     } else {
-        const char *params[1] = { s->id };
-
         m->sent++;
         log_notice("mail.sent event=%s user=%s message_id=%s attempt=%d smtp=%ld", s->event,
                    s->username, s->event_id, s->attempts, s->reply);
-        /* remote_apply: a new primary after a failover knows it was sent */
-        update_row(m, sent_sql, 1, params, PGCONN_SYNC_REMOTE_APPLY);
+        mark_sent(m, s->id, 1);
     }
     send_free(s);
     if (!m->stopping)
@@ -330,7 +457,9 @@ static int send_start(struct mail *m, struct mail_send *s, char **err)
     SET(CURLOPT_USE_SSL, (long)CURLUSESSL_ALL);
     SET(CURLOPT_SSL_VERIFYPEER, 1L);
     SET(CURLOPT_SSL_VERIFYHOST, 2L);
-    SET(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+    SET(CURLOPT_SSLVERSION, c->cluster.tls_min_version == TLS_MIN_1_3
+                                ? (long)CURL_SSLVERSION_TLSv1_3
+                                : (long)CURL_SSLVERSION_TLSv1_2);
     if (*c->email.ca_file) {
         SET(CURLOPT_CAINFO, c->email.ca_file);
         SET(CURLOPT_CAPATH, (char *)NULL);
@@ -445,10 +574,24 @@ static void queue_row(struct mail *m, const PGresult *res, int i)
     m->busy++;
 }
 
-/* The claim's rows in turn order (RETURNING has none of its own). */
+/*
+ * The claim's rows in turn order (RETURNING has none of its own). Settings
+ * that cannot make any message (appconf refuses them; a reload might not)
+ * give no row up: the rows wait for their lease and a fixed configuration.
+ */
 static void queue_claim(struct mail *m, const PGresult *res)
 {
+    const struct appconf *c = node_conf(m->n);
     int rows = PQntuples(res);
+    char *err = NULL;
+
+    if (rows > 0 &&
+        mailmsg_check_settings(c->email.from, c->email.from_name, c->email.portal_url, &err) < 0) {
+        log_error("mail.settings_invalid error=%s (%d messages wait for their lease)", err, rows);
+        set_last_error(m, err);
+        mfa_free(err);
+        return;
+    }
 
     for (int turn = 1; turn <= rows; turn++) {
         for (int i = 0; i < rows; i++) {
@@ -457,6 +600,26 @@ static void queue_claim(struct mail *m, const PGresult *res)
         }
     }
     m->more = rows == MAIL_BATCH;
+}
+
+/* Hands the claimed rows not started back to the outbox (a graceful stop). */
+static void release_queue(struct mail *m)
+{
+    struct mail_send *s;
+
+    m->busy++; /* m outlives the loop even when a row held the last reference */
+    while ((s = m->queue)) {
+        const char *params[1] = { s->id };
+
+        m->queue = s->next;
+        log_notice("mail.released event=%s user=%s message_id=%s (stopping: sent later)", s->event,
+                   s->username, s->event_id);
+        update_row(m, release_sql, 1, params, PGCONN_SYNC_DEFAULT);
+        send_free(s);
+        mail_done_one(m);
+    }
+    m->queue_tail = NULL;
+    mail_done_one(m);
 }
 
 static void claim_done(void *arg, const PGresult *res, const char *err)
@@ -471,9 +634,56 @@ static void claim_done(void *arg, const PGresult *res, const char *err)
         log_warn("mail.claim_failed error=%s", err);
     } else {
         queue_claim(m, res);
-        send_next(m);
+        if (m->draining)
+            release_queue(m);
+        else
+            send_next(m);
     }
     mail_done_one(m);
+}
+
+/* ---- housekeeping ---- */
+
+static void purge_done(void *arg, const PGresult *res, const char *err)
+{
+    struct mail *m = arg;
+
+    m->purging = false;
+    if (err) {
+        if (!m->stopping)
+            log_warn("mail.purge_failed error=%s", err);
+    } else if (PQntuples(res) == 1) {
+        long old = atol(PQgetvalue(res, 0, 0)), gone = atol(PQgetvalue(res, 0, 1));
+
+        if (old > 0 || gone > 0)
+            log_notice("mail.purged deleted=%ld given_up=%ld", gone, old);
+        m->given_up += (uint64_t)old;
+        /* a full batch: more are due, at the next poll */
+        if (old == MAIL_PURGE_BATCH || gone == MAIL_PURGE_BATCH)
+            m->next_purge_ms = clock_mono_ms();
+    }
+    mail_done_one(m);
+}
+
+static void purge(struct mail *m)
+{
+    const struct appconf *c = node_conf(m->n);
+    char days[16], max_age[16], batch[16];
+    const char *params[4] = { days, max_age, m->enabled ? "false" : "true", batch };
+    char *err = NULL;
+    int rc;
+
+    snprintf(days, sizeof(days), "%d", c->email.retention_days);
+    snprintf(max_age, sizeof(max_age), "%d", c->email.max_age_s);
+    snprintf(batch, sizeof(batch), "%d", MAIL_PURGE_BATCH);
+    rc = nodedb_write(m->n->db, purge_sql, 4, params, PGCONN_SYNC_DEFAULT, purge_done, m, &err);
+    if (rc == 0) {
+        m->busy++;
+        m->purging = true;
+    } else if (rc < 0) {
+        log_error("mail.purge_failed error=%s", err);
+        mfa_free(err);
+    }
 }
 
 /* ---- the node's hooks ---- */
@@ -483,12 +693,17 @@ int mail_start(struct node *n, char **err)
     const struct appconf *c = node_conf(n);
     struct mail *m;
 
-    if (!c->email.enabled)
-        return 0;
     m = calloc(1, sizeof(*m));
     if (!m)
         return err_set(err, "out of memory");
     m->n = n;
+    m->enabled = c->email.enabled;
+    if (!m->enabled) {
+        n->mail = m; /* the housekeeping only */
+        return 0;
+    }
+    if (mailmsg_check_settings(c->email.from, c->email.from_name, c->email.portal_url, err) < 0)
+        goto fail;
     if (mailmsg_templates_load(&m->tpl, c->email.templates_dir, err) < 0)
         goto fail;
     if (*c->email.password_file && directory_read_secret_file(c->email.password_file, m->password,
@@ -529,14 +744,37 @@ void mail_tick(struct node *n)
     char *err = NULL;
     int rc;
 
-    if (!m || m->stopping)
+    if (!m || m->stopping || m->draining)
+        return;
+    if (daemon_draining(n->d)) {
+        m->draining = true;
+        release_queue(m);
+        return;
+    }
+    if (now >= m->next_purge_ms && !m->purging) {
+        m->next_purge_ms = now + MAIL_PURGE_MS;
+        if (on_primary(n))
+            purge(m);
+        else
+            m->next_purge_ms = now + MAIL_PURGE_RETRY_MS;
+    }
+    if (!m->enabled)
         return;
     if (!(m->more && m->busy == 0) && now - m->last_poll_ms < (uint64_t)c->email.poll_interval_ms)
         return;
     m->last_poll_ms = now;
     m->sending = on_primary(n);
+    if (!m->sending && m->nunmarked > 0) {
+        /* the next primary claims them after their lease: sent again, same Message-ID */
+        log_warn("mail.mark_dropped count=%zu (no longer on the primary)", m->nunmarked);
+        m->nunmarked = 0;
+    }
     if (!m->sending || m->busy > 0)
         return;
+    if (m->nunmarked > 0) {
+        mark_again(m); /* before claiming: the claim waits for these */
+        return;
+    }
     m->more = false;
     snprintf(deadline, sizeof(deadline), "%d", c->email.timeout_ms / 1000 + 1);
     snprintf(max_age, sizeof(max_age), "%d", c->email.max_age_s);
@@ -576,11 +814,18 @@ void mail_stop(struct node *n)
     mail_done_one(m);
 }
 
+size_t mail_in_flight(const struct node *n)
+{
+    const struct mail *m = n->mail;
+
+    return m ? m->busy : 0;
+}
+
 void mail_status(const struct node *n, json_t *status)
 {
     const struct mail *m = n->mail;
 
-    if (!m) {
+    if (!m || !m->enabled) {
         json_object_set_new(status, "email", json_pack("{s:b}", "enabled", 0));
         return;
     }
@@ -595,7 +840,7 @@ void mail_metrics(const struct node *n, struct evbuffer *out)
 {
     const struct mail *m = n->mail;
 
-    if (!m)
+    if (!m || !m->enabled)
         return;
     metrics_single(out, "mfa_email_sent_total", METRIC_COUNTER,
                    "E-mails the SMTP server accepted from this node.", (double)m->sent);

@@ -25,6 +25,7 @@
 #include "auth.h"
 #include "daemon.h"
 #include "db.h"
+#include "directory.h"
 #include "dirsync.h"
 #include "errmsg.h"
 #include "httpclient.h"
@@ -208,7 +209,9 @@ static int start(struct daemon *d, char **err)
     snprintf(n->id, sizeof(n->id), "%s", me->id);
     if (keyfile_load(c->appliance.key_file, &n->keys, err) < 0)
         return -1;
-    /* libcurl's global state before any thread starts (httpclient.h). */
+    /* libldap's (without ldap.conf or LDAP* variables, directory.h) and libcurl's global state
+     * before any thread starts (httpclient.h). */
+    directory_lib_init();
     if (httpclient_global_init(err) < 0)
         return -1;
     /* Directory binds (the LDAP first factor) wait on the network: more threads. */
@@ -273,7 +276,7 @@ static size_t in_flight(struct daemon *d)
 {
     struct node *n = daemon_arg(d);
 
-    return http_server_in_flight(n->http) + radius_server_in_flight(n->radius);
+    return http_server_in_flight(n->http) + radius_server_in_flight(n->radius) + mail_in_flight(n);
 }
 
 /*

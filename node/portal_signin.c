@@ -15,8 +15,14 @@
  *
  * Under directory.first_factor = "ldap" the first field takes a directory
  * user's password or anyone else's PIN; the page is the same for both and
- * says "Password or PIN", so it cannot tell which kind of user a username
- * is.
+ * says "Password or PIN", and a wrong one or an unknown user gets the same
+ * sentence. What still tells a directory user from others (docs/portal.md,
+ * "What sign-in reveals"): the time of the answer (a bind to the directory
+ * is slower than a PIN check, and there is no decoy bind for other users);
+ * while the directory is away, its "cannot check your password" sentence,
+ * which is kept because it tells the user it is not their fault; and while
+ * one of their checks runs, the generic sentence a second sign-in gets
+ * ("busy"). Whether the password was right is never told before the code.
  */
 #include <stdio.h>
 #include <string.h>
@@ -88,8 +94,11 @@ const char *portal_signin_problem(const struct node *n, const struct auth_result
         { "wrong_code", "That code is not right. Please try again." },
         { "database_unavailable", "The server cannot check your account right now. Please try "
                                   "again in a moment." },
+        /* Says the user is a directory user; kept, it tells them what to do (see above). */
         { "directory_unavailable", "The company directory cannot check your password right now. "
                                    "Please try again in a moment." },
+        /* Another sign-in of the user's is at the directory: the generic sentence. */
+        { "busy", "Signing in is not possible right now. Please try again." },
     };
 
     for (size_t i = 0; r->reason && i < MFA_ARRAY_LEN(texts); i++) {

@@ -408,6 +408,8 @@ static const char *reject_message(const struct auth_result *r)
         { "sms_cap_reached", "No code can be sent now; try again later" },
         { "sms_failed", "The code could not be sent; try again later" },
         { "directory_unavailable", "The directory does not answer; try again later" },
+        /* Another sign-in of the user's is at the directory (auth.h): no bind, not counted. */
+        { "busy", "The sign-in could not be completed; try again later" },
     };
 
     for (size_t i = 0; r->reason && i < MFA_ARRAY_LEN(texts); i++) {

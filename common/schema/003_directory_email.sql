@@ -39,7 +39,8 @@ CREATE TABLE email_outbox (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     event_id         uuid NOT NULL UNIQUE DEFAULT gen_random_uuid(),
     event            text NOT NULL
-                     CHECK (event IN ('enrolled', 'method_changed', 'pin_reset', 'locked')),
+                     CHECK (event IN ('enrolled', 'method_changed', 'pin_reset', 'locked',
+                                      'email_changed', 'pin_removed', 'token_enrolled')),
     username         text NOT NULL,
     display_name     text NOT NULL DEFAULT '',
     to_addr          text NOT NULL CHECK (length(to_addr) <= 256),
@@ -61,27 +62,62 @@ CREATE INDEX email_outbox_user ON email_outbox (lower(username), created_at);
 -- own transaction. "locked" is the node's: the threshold is its setting.
 -- A disabled user, or one without an address, gets none. SET
 -- mfa.email_events = 'off' in a session queues nothing (bulk repairs).
+--
+-- A change of address is what taking an account over looks like, so
+-- everything one statement changes together with the address goes to the
+-- address it had before (email_changed, and method_changed, pin_reset or
+-- pin_removed of the same UPDATE): the owner hears of it, not the taker. One
+-- UPDATE queues one row per event it makes, each event at most once. A
+-- change of phone number sends nothing.
 CREATE FUNCTION email_user_event() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-    ev text;
+    addr text := NEW.email;
+    evs text[] := '{}';
 BEGIN
-    IF coalesce(current_setting('mfa.email_events', true), '') = 'off' OR NEW.email = ''
-       OR NEW.disabled THEN
+    IF coalesce(current_setting('mfa.email_events', true), '') = 'off' OR NEW.disabled THEN
         RETURN NULL;
     END IF;
     IF TG_OP = 'INSERT' THEN
-        ev := 'enrolled';
-    ELSIF NEW.method IS DISTINCT FROM OLD.method THEN
-        ev := 'method_changed';
-    ELSIF NEW.pin_hash IS NOT NULL AND NEW.pin_hash IS DISTINCT FROM OLD.pin_hash THEN
-        ev := 'pin_reset';
+        evs := ARRAY['enrolled'];
     ELSE
+        IF NEW.email IS DISTINCT FROM OLD.email AND OLD.email <> '' THEN
+            addr := OLD.email;
+            evs := evs || 'email_changed'::text;
+        END IF;
+        IF NEW.method IS DISTINCT FROM OLD.method THEN
+            evs := evs || 'method_changed'::text;
+        END IF;
+        IF NEW.pin_hash IS NOT NULL AND NEW.pin_hash IS DISTINCT FROM OLD.pin_hash THEN
+            evs := evs || 'pin_reset'::text;
+        ELSIF NEW.pin_hash IS NULL AND OLD.pin_hash IS NOT NULL THEN
+            evs := evs || 'pin_removed'::text;
+        END IF;
+    END IF;
+    IF addr = '' THEN
         RETURN NULL;
     END IF;
     INSERT INTO email_outbox (event, username, display_name, to_addr, method)
-        VALUES (ev, NEW.username, NEW.display_name, NEW.email, NEW.method);
+        SELECT ev, NEW.username, NEW.display_name, addr, NEW.method
+        FROM unnest(evs) WITH ORDINALITY AS e(ev, n) ORDER BY n;
     RETURN NULL;
 END $$;
 
-CREATE TRIGGER users_email_event AFTER INSERT OR UPDATE OF method, pin_hash ON users
+CREATE TRIGGER users_email_event AFTER INSERT OR UPDATE OF method, pin_hash, email ON users
     FOR EACH ROW EXECUTE FUNCTION email_user_event();
+
+-- A TOTP/HOTP token given to a user (a new one, or one moved from someone
+-- else) can make that user's codes from now on: the user hears of it.
+CREATE FUNCTION email_token_event() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF coalesce(current_setting('mfa.email_events', true), '') = 'off' OR NEW.user_id IS NULL
+       OR (TG_OP = 'UPDATE' AND NEW.user_id IS NOT DISTINCT FROM OLD.user_id) THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO email_outbox (event, username, display_name, to_addr, method)
+        SELECT 'token_enrolled', u.username, u.display_name, u.email, u.method
+        FROM users u WHERE u.id = NEW.user_id AND u.email <> '' AND NOT u.disabled;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER oath_tokens_email_event AFTER INSERT OR UPDATE OF user_id ON oath_tokens
+    FOR EACH ROW EXECUTE FUNCTION email_token_event();

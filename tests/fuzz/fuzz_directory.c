@@ -74,8 +74,8 @@ static void check_stored(const struct directory_user *u)
 /* The mapped user against itself as the database would hold it: nothing to do. */
 static void check_plan(const struct appconf *conf, const struct directory_user *u)
 {
-    struct directory_current cur = { u->username, u->dn, u->display_name, u->email,
-                                     u->phone,    false, false,           false };
+    struct directory_current cur = { u->username, u->dn, u->display_name, u->email, u->phone,
+                                     false,       false, false,           NULL };
     struct directory_plan plan;
 
     if (directory_plan_make(conf, u, 1, &cur, 1, false, &plan) != 0)
@@ -94,7 +94,8 @@ static void check_dedup(struct directory_user *u)
         return;
     for (int i = 0; i < 2; i++) {
         two[i] = (struct directory_user){ strdup(u->dn), strdup(u->username), strdup(""),
-                                          strdup(""),    strdup(""),          0 };
+                                          strdup(""),    strdup(""),          0,
+                                          NULL };
     }
     if (directory_users_dedup(two, &n, NULL) != 0 || n != 1)
         abort();

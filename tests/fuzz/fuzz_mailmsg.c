@@ -2,11 +2,13 @@
  * Fuzz target for the e-mail message builder (common/mailmsg.c): template
  * files and outbox rows, both untrusted.
  *
- * The input is read twice. As a template file: a parse either fails with a
+ * The input is read three times. As a template file: a parse either fails with a
  * message or gives a template that, with well-formed values, must build. As
  * an outbox row: the input split at NUL bytes gives the event id, event,
  * username, display name, To address and method (missing parts are filled
- * with good values), built with the built-in templates. Every message built
+ * with good values), built with the built-in templates. As the sender's
+ * settings (from, from_name, portal_url): accepted ones build every event.
+ * Every message built
  * must keep the contract of mailmsg.h, or the target aborts: 7-bit text with
  * CRLF line ends only, no line longer than 998 bytes (76 in the body), the
  * header block exactly the nine headers in their order (a value can never add
@@ -152,6 +154,35 @@ static void as_row(const char *buf, size_t size, const struct mailmsg_templates 
     build_and_check(builtin, &f, false);
 }
 
+/*
+ * The input as the sender's settings (from, from_name, portal_url split at
+ * NUL bytes): settings mailmsg_check_settings() accepts must build every
+ * event's message for a good row, so appconf's check is all the sender needs
+ * (a row is given up only for its own faults).
+ */
+static void as_settings(const char *buf, size_t size, const struct mailmsg_templates *builtin)
+{
+    struct mailmsg_fields f = good_fields();
+    const char **slots[] = { &f.from, &f.from_name, &f.portal_url };
+    size_t pos = 0;
+
+    for (size_t k = 0; k < MFA_ARRAY_LEN(slots) && pos < size; k++) {
+        const char *part = buf + pos;
+        size_t n = strnlen(part, size - pos);
+
+        if (pos + n >= size)
+            break;
+        *slots[k] = part;
+        pos += n + 1;
+    }
+    if (mailmsg_check_settings(f.from, f.from_name, f.portal_url, NULL) < 0)
+        return;
+    for (int ev = 0; ev < MAILMSG_NEVENTS; ev++) {
+        f.event = mailmsg_event_name(ev);
+        build_and_check(builtin, &f, true);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct mailmsg_templates builtin;
@@ -168,6 +199,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(buf, data, size);
     as_template(buf, size, &builtin);
     as_row(buf, size, &builtin);
+    as_settings(buf, size, &builtin);
     free(buf);
     return 0;
 }

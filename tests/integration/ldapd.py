@@ -8,13 +8,15 @@
     ...
     d.stop()
 
-Slapd(base_dir, ca=None) writes everything under <base_dir>/slapd (made
+Slapd(base_dir, ca=None, log_level=0) writes everything under <base_dir>/slapd (made
 readable by the cluster's unprivileged user: the node reads the CA file and
 the password file), makes a test CA when <ca> is None (certs.make_ca: a
 (key, crt) pair; pass one to sign with your own), issues a server
-certificate for 127.0.0.1 and starts `slapd -d 0` in the foreground on two
-free ports: ldap:// (StartTLS offered) and ldaps://. It returns once the
-server answers an authenticated search, or raises TimeoutError.
+certificate for 127.0.0.1 and starts `slapd -d <log_level>` in the foreground
+on two free ports: ldap:// (StartTLS offered) and ldaps://. It returns once
+the server answers an authenticated search, or raises TimeoutError.
+log_level=256 (stats) writes a line per operation to log_path, e.g.
+`conn=1004 op=0 BIND dn="uid=ann,ou=people,dc=example,dc=com" method=128`.
 
 The tree: SUFFIX (dc=example,dc=com) with ou=people and ou=groups; the
 rootdn ROOT_DN (password ROOT_PW) writes; the service account SYNC_DN
@@ -70,7 +72,7 @@ def slappasswd(secret):
 
 
 class Slapd:
-    def __init__(self, base_dir, ca=None, start=True):
+    def __init__(self, base_dir, ca=None, start=True, log_level=0):
         self.dir = os.path.join(base_dir, "slapd")
         os.makedirs(os.path.join(self.dir, "data"), exist_ok=True)
         for d in (base_dir, self.dir):
@@ -85,6 +87,7 @@ class Slapd:
         self.people = f"ou=people,{SUFFIX}"
         self.groups = f"ou=groups,{SUFFIX}"
         self.conf = os.path.join(self.dir, "slapd.conf")
+        self.log_level = log_level
         self.proc = None
         self._ous = {"people", "groups"}
         self._write_conf()
@@ -130,7 +133,8 @@ access to *
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(
-                ["slapd", "-f", self.conf, "-h", f"{self.url_ldap}/ {self.url_ldaps}/", "-d", "0"],
+                ["slapd", "-f", self.conf, "-h", f"{self.url_ldap}/ {self.url_ldaps}/", "-d",
+                 str(self.log_level)],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         finally:
             log.close()

@@ -386,6 +386,35 @@ def test_a_wrong_bind_password_or_no_directory_fails_and_changes_nothing(env):
     assert users(c)["erin"]["display_name"] == "Erin Changed"
 
 
+def test_a_sync_while_another_runs_is_busy_and_leaves_no_row(env):
+    """The lock taken (as a running sync holds it): mfactl says so, exit 1,
+    changes nothing and writes no directory_syncs row."""
+    c = env
+    lock = psycopg2.connect(c.primary().dsn())
+    try:
+        with lock.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(7882692138657428857)")  # DIRECTORY_LOCK_KEY
+        before, nsyncs = users(c), len(syncs(c))
+        rc, rep, err = sync(c)
+        assert rc == 1 and "another directory sync is running" in err, (rc, rep, err)
+        assert rep["result"] == "busy", rep
+        assert len(syncs(c)) == nsyncs and users(c) == before
+    finally:
+        lock.close()
+    # The lock is free again: it runs. An entry with two usernames is skipped, not guessed at.
+    d = c.slapd
+    twin = d.user_dn("twin1")
+    d.add(f"dn: {twin}\nobjectClass: inetOrgPerson\nuid: twin1\nuid: twin2\ncn: Twin\nsn: Twin\n")
+    try:
+        rc, rep, err = sync(c)
+        assert rc in (0, 3), (rc, rep, err)
+        assert {"dn": twin, "reason": "the username attribute has more than one value"} \
+            in rep["skipped"], rep["skipped"]
+        assert not {"twin1", "twin2"} & set(users(c))
+    finally:
+        d.delete(twin)
+
+
 def test_no_standby_node_ever_synced(env):
     c = env
     rows = [r for r in syncs(c) if r[2] == "schedule"]
@@ -394,3 +423,30 @@ def test_no_standby_node_ever_synced(env):
         if m.id != STATE["primary"]:
             metrics = m.node("GET", "/metrics")[1].decode()
             assert 'mfa_directory_syncs_total{result="ok"} 0' in metrics
+
+
+# ---- the schedule follows the primary ----
+
+def test_the_schedule_follows_the_primary_after_a_switchover(env):
+    """After a switchover the new primary's node takes the schedule over (it
+    reads the newest row, so the interval holds across the move) and the old
+    primary's node, now on a standby, runs none."""
+    c = env
+    old = c.primary()
+    new = next(m for m in c.data_members() if m is not old)
+    rc, out, err = c.mfactl("--json", "switchover", "--to", new.id, timeout=150)
+    assert rc == 0, (out, err)
+    c.wait_healthy(60)
+    assert c.primary() is new
+    # Make the next sync due now (the newest row is what the schedule counts from).
+    query(c, "DELETE FROM directory_syncs RETURNING id")
+    rows = wait_for(lambda: [r for r in syncs(c) if r[2] == "schedule"], 60,
+                    "a scheduled sync by the new primary's node")
+    assert [r[1] for r in rows] == [new.id], rows
+    assert rows[0][3] == "ok", rows
+    # Once one has run, the schedule is not due again for interval_s: no second row.
+    st = wait_for(lambda: (lambda d: d if d["last"] and not d["running"] else None)(
+        new.node("GET", "/status")[1]["directory"]), 20, "the new primary's node reports it")
+    assert st["last"]["result"] == "ok", st
+    assert len([r for r in syncs(c) if r[2] == "schedule"]) == 1
+    STATE["primary"] = new.id

@@ -14,7 +14,12 @@ a directory user; a local user still signs in with their PIN; with slapd
 stopped a sign-in is "directory_unavailable" (503, Access-Reject) and is
 not counted toward lockout, while a locked-out user is told so (lockout comes
 before the bind); a directory user without a DN is refused and not counted;
-no password is in any daemon's log.
+twenty parallel wrong passwords for one user reach the directory one at a
+time (the others "busy", 429, not counted): no more binds than
+node.lockout.max_failures (slapd's own log counts them), the user locked
+out and one "locked" e-mail; no password is in any daemon's log; on a node
+whose first factor is the PIN, a directory user is a user like any: no bind
+is made, and without a PIN the code decides as for a local user.
 
 Directory users are made in the database (source 'directory' and the
 entry's DN), as a sync makes them. The tests run in file order (one
@@ -28,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg2
 import pytest
@@ -43,6 +49,7 @@ from cluster import Cluster, wait_for  # noqa: E402
 DORA_PW = "correct horse battery staple, 4711 times over & more"
 SAM_PW = "sam's own pass phrase"
 LENA_PW = "lena-Pa55word!"
+MAX_PW = "max's right one"
 PIN = "2468"
 MAX_FAILURES = 4  # dora below has three wrong ones and is not locked out
 
@@ -55,8 +62,9 @@ def env():
     base = tempfile.mkdtemp(prefix="mfa-dirauth-", dir="/tmp")
     d = c = None
     try:
-        d = Slapd(base)
+        d = Slapd(base, log_level=256)  # its log has a line per bind (binds() below)
         d.add_user("dora", "Dora D", "dora@example.com", None, DORA_PW)
+        d.add_user("max", "Max M", "max@example.com", None, MAX_PW)
         d.add_user("sam", "Sam S", "sam@example.com", "+41791110000", SAM_PW)
         d.add_user("lena", "Lena L", "lena@example.com", None, LENA_PW)
         # A wide TOTP window: each sign-in takes a step of its own (the replay guard).
@@ -75,7 +83,7 @@ def env():
         c.slapd = d
         c.totp = {}
         for user, method, phone in (("dora", "totp", ""), ("sam", "sms", "+41791110000"),
-                                    ("lena", "totp", "")):
+                                    ("lena", "totp", ""), ("max", "totp", "")):
             directory_user(c, user, method, phone, d.user_dn(user))
             if method == "totp":
                 st, doc = api(c, "POST", f"/api/v1/users/{user}/totp", {})
@@ -120,6 +128,14 @@ def directory_user(c, user, method, phone, dn):
              " phone = excluded.phone, source = 'directory', directory_dn = excluded.directory_dn,"
              " disabled = false",
           (user, user.title(), f"{user}@example.com", phone, method, dn))
+
+
+def binds(c, uid):
+    """Binds as <uid>'s entry that reached slapd, from its stats log (log_level 256)."""
+    with open(c.slapd.log_path, errors="replace") as f:
+        text = f.read()
+    return len(re.findall(r'BIND dn="' + re.escape(c.slapd.user_dn(uid)) + r'" method=128', text,
+                          re.I))
 
 
 def failures(c, user):
@@ -264,6 +280,46 @@ def test_directory_user_without_dn(env):
     wait_for(lambda: failures(c, "loc") == 0, 10, "the local user's failures cleared")
 
 
+def test_parallel_wrong_passwords_bind_one_at_a_time(env):
+    c = env
+    ip = "192.0.2.77"  # an address of its own: its throttle and lockout row are this test's
+    assert binds(c, "max") == 0
+
+    def one(i):
+        return auth(c, {"username": "max", "pin": f"guess-{i}", "otp": "123456",
+                        "client_ip": ip})
+
+    answers = []
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        with ThreadPoolExecutor(20) as ex:
+            burst = list(ex.map(one, range(20)))
+        answers += burst
+        if any(doc.get("reason") == "locked_out" for _, doc in burst):
+            break
+    reasons = [doc.get("reason") for _, doc in answers]
+    assert set(reasons) <= {"wrong_password", "busy", "locked_out"}, reasons
+    assert "locked_out" in reasons, reasons
+    # The parallel ones were refused while one check ran, and not counted.
+    assert "busy" in reasons, reasons
+    for st, doc in answers:
+        if doc.get("reason") == "busy":
+            assert (st, doc["result"]) == (429, "rejected"), doc
+            assert doc["detail"] == "a check for this user is in progress", doc
+    assert reasons.count("wrong_password") == MAX_FAILURES, reasons
+    wait_for(lambda: failures(c, "max") == MAX_FAILURES, 10, "every wrong password counted")
+    # The directory saw no more guesses than the lockout allows (and could not lock the
+    # account in the directory itself sooner than here).
+    assert binds(c, "max") == MAX_FAILURES, binds(c, "max")
+    st, doc = auth(c, {"username": "max", "pin": MAX_PW, "otp": c.totp["max"].code(),
+                       "client_ip": ip})
+    assert (st, doc["reason"]) == (200, "locked_out"), doc
+    assert binds(c, "max") == MAX_FAILURES
+    # One "locked" e-mail for the lock (the database's decision, with the failure's write).
+    wait_for(lambda: query(c, "SELECT count(*) FROM email_outbox WHERE username = 'max'"
+                              " AND event = 'locked'")[0][0] == 1, 10, "the locked e-mail queued")
+
+
 # ---- the portal ----
 
 def test_portal_password_then_code(env):
@@ -339,3 +395,30 @@ def test_no_password_in_any_log(env):
     for name, text in logs.items():
         for secret in (DORA_PW, SAM_PW, LENA_PW, "not-her-password", "still-wrong"):
             assert secret not in text, f"{secret!r} in the {name} log"
+
+
+# ---- a node whose first factor is the PIN ----
+
+def test_pin_node_treats_directory_users_like_local_ones(env):
+    """first_factor = "pin" (last: the node restarts): no bind queue, and a directory user
+    without a PIN signs in with the code alone, as a local user without one does."""
+    c = env
+    p = c.m.procs["node"]
+    p.terminate()
+    p.wait(20)
+    c.rewrite_conf(c.slapd.conf_section(user=c.user, first_factor="pin"))
+    c.m.start_node()
+
+    def up():
+        try:
+            return api(c, "GET", "/api/v1/users?limit=1")[0] == 200
+        except OSError:
+            return False
+    wait_for(up, 30, "the node is back")
+    st, doc = auth(c, {"username": "dora", "otp": c.totp["dora"].code(), "client_ip": "192.0.2.9"})
+    assert (st, doc["result"]) == (200, "accepted"), doc
+    st = api(c, "GET", "/status")[1]
+    assert "directory_checks" not in st, st  # no bind queue in "pin" mode
+    # A local user with a PIN is not affected.
+    st, doc = auth(c, {"username": "loc", "pin": PIN, "otp": c.totp["loc"].code()})
+    assert doc["result"] == "accepted", doc

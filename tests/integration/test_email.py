@@ -2,8 +2,10 @@
 (appliance/cluster.py) against a local SMTP sink (smtpsink.py: aiosmtpd,
 STARTTLS and AUTH required, a certificate from the cluster's CA).
 
-Each user event — enrolled, method changed, PIN reset, locked — yields one
-message whose Message-ID is its event_id's; a server that refuses for a
+Each user event — enrolled, method changed, PIN reset, locked, a token
+assigned — yields one message whose Message-ID is its event_id's; a change
+of address (with whatever changed with it) and a removed PIN tell the
+address the user had before; the outbox is purged of old rows; a server that refuses for a
 while gets the message later, still one Message-ID; the queue waits while
 the primary's node is down (the standbys' nodes send nothing) and drains
 when it is back; and across a failover with deliveries in flight no event is
@@ -38,6 +40,9 @@ SUBJECTS = {
     "method_changed": "Your sign-in method was changed",
     "pin_reset": "Your PIN was reset",
     "locked": "Your account is locked",
+    "email_changed": "Your e-mail address was changed",
+    "pin_removed": "Your PIN was removed",
+    "token_enrolled": "A new sign-in token was set up for you",
 }
 METHOD_WORDS = {
     "sms": "a code by text message to your phone",
@@ -171,15 +176,15 @@ def test_each_event_yields_one_message(cl):
     assert api(cl, "PATCH", "/api/v1/users/ann", {"method": "totp"})[0] == 200  # method_changed
     assert api(cl, "PATCH", "/api/v1/users/ann", {"pin": "4321"})[0] == 200     # pin_reset
     add_user(cl, "lee")                                                         # enrolled
-    assert api(cl, "POST", "/api/v1/users/lee/totp")[0] in (200, 201)  # a seed: codes count
+    assert api(cl, "POST", "/api/v1/users/lee/totp")[0] in (200, 201)  # token_enrolled
     for _ in range(MAX_FAILURES):                                               # locked
         status, doc = api(cl, "POST", "/api/v1/auth", {"username": "lee", "otp": "000000"})
         assert status in (200, 401, 403) and doc.get("result") == "rejected", doc
         assert doc.get("reason") != "no_token", doc
-    rows = wait_delivered(cl, ["ann", "lee"], 5, 30)
+    rows = wait_delivered(cl, ["ann", "lee"], 6, 30)
     assert [(r["username"], r["event"]) for r in rows] == [
         ("ann", "enrolled"), ("ann", "method_changed"), ("ann", "pin_reset"),
-        ("lee", "enrolled"), ("lee", "locked")]
+        ("lee", "enrolled"), ("lee", "token_enrolled"), ("lee", "locked")]
     for r in rows:
         got = delivered(cl, r["event_id"])
         assert len(got) == 1, (r, got)
@@ -201,11 +206,48 @@ def test_each_event_yields_one_message(cl):
         assert b"\r\n" in rec["raw"] and b"\n" not in rec["raw"].replace(b"\r\n", b"")
     assert rows[0]["method"] == "sms" and rows[1]["method"] == "totp"
     prim = cl.primary()
-    assert node_status(prim)["sending"] is True and node_status(prim)["sent"] >= 5
+    assert node_status(prim)["sending"] is True and node_status(prim)["sent"] >= 6
+    locked = body_text(delivered(cl, rows[5]["event_id"])[0]["msg"])
+    assert "unlocks by itself" in locked and "can unlock it" not in locked
     for m in cl.data_members():
         if m is not prim:
             st = node_status(m)
             assert st["enabled"] is True and st["sending"] is False and st["sent"] == 0
+
+
+def test_takeover_changes_tell_the_old_address(cl):
+    add_user(cl, "tom", method="totp", pin="1234")                              # enrolled
+    # the address and the method in one request: both told to the old address
+    status, doc = api(cl, "PATCH", "/api/v1/users/tom",
+                      {"email": "taker@evil.example", "method": "sms", "phone": "+15550002"})
+    assert status == 200, doc
+    assert api(cl, "PATCH", "/api/v1/users/tom", {"pin": None})[0] == 200      # pin_removed
+    # a phone number alone sends nothing (docs/email.md)
+    assert api(cl, "PATCH", "/api/v1/users/tom", {"phone": "+15550003"})[0] == 200
+    rows = wait_delivered(cl, ["tom"], 4, 30)
+    assert [(r["event"], r["to_addr"]) for r in rows] == [
+        ("enrolled", "tom@example.com"),
+        ("email_changed", "tom@example.com"),
+        ("method_changed", "tom@example.com"),
+        ("pin_removed", "taker@evil.example")]
+    for r in rows:
+        msg = delivered(cl, r["event_id"])[0]["msg"]
+        assert msg["Subject"] == SUBJECTS[r["event"]]
+        assert msg["To"] == r["to_addr"]
+    assert rows[2]["method"] == "sms"
+    # a token moved to another user tells the new holder
+    add_user(cl, "uma")
+    conn = psycopg2.connect(cl.primary().dsn("mfa"))
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("UPDATE oath_tokens SET user_id = (SELECT id FROM users WHERE"
+                        " username = 'uma') WHERE user_id = (SELECT id FROM users WHERE"
+                        " username = 'lee')")
+            assert cur.rowcount == 1
+    finally:
+        conn.close()
+    rows = wait_delivered(cl, ["uma"], 2, 30)
+    assert [r["event"] for r in rows] == ["enrolled", "token_enrolled"]
 
 
 def test_refusing_server_is_retried_with_the_same_message_id(cl):
@@ -248,6 +290,122 @@ def test_queue_waits_for_the_primary_node_and_survives_its_restart(cl):
     wait_for(lambda: prim.node("GET", "/ready")[0] == 200, 30, "the primary's node back")
     wait_delivered(cl, ["sam"], 1, 30)
     assert len(delivered(cl, row["event_id"])) == 1
+
+
+def test_old_rows_are_purged(cl):
+    """Sent and given-up rows older than email.retention_days (30) are deleted by
+    the node on the primary (at its start, then three times an hour); newer
+    ones and unsent ones stay."""
+    conn = psycopg2.connect(cl.primary().dsn("mfa"))
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("SET mfa.email_events = 'off'")
+            cur.execute(
+                "INSERT INTO email_outbox (event, username, to_addr, method, created_at,"
+                " sent_at, given_up_at, next_attempt_at) VALUES"
+                " ('enrolled', 'old-sent', 'a@example.com', 'sms', now() - interval '40 days',"
+                "  now() - interval '40 days', NULL, now() + interval '1 day'),"
+                " ('enrolled', 'old-gone', 'a@example.com', 'sms', now() - interval '40 days',"
+                "  NULL, now() - interval '31 days', now() + interval '1 day'),"
+                " ('enrolled', 'new-sent', 'a@example.com', 'sms', now() - interval '5 days',"
+                "  now() - interval '5 days', NULL, now() + interval '1 day'),"
+                " ('enrolled', 'old-unsent', 'a@example.com', 'sms', now() - interval '40 days',"
+                "  NULL, NULL, now())")
+    finally:
+        conn.close()
+    prim = cl.primary()
+    proc = prim.procs["node"]
+    proc.terminate()
+    proc.wait(20)
+    prim.start_node()
+    wait_for(lambda: not user_rows(cl, "old-sent", "old-gone"), 30, "old rows purged")
+    left = {r["username"]: r for r in user_rows(cl, "old-sent", "old-gone", "new-sent",
+                                                "old-unsent")}
+    assert set(left) == {"new-sent", "old-unsent"}
+    # an unsent row is the claim's (e-mail is enabled): given up as too old, not sent
+    row = wait_for(lambda: next((r for r in user_rows(cl, "old-unsent") if r["given_up"]), None),
+                   30, "the old unsent row given up")
+    assert not row["sent"] and row["last_error"] == "too old"
+    wait_for(lambda: prim.node("GET", "/ready")[0] == 200, 30, "the primary's node back")
+    assert "mail.purged deleted=2" in prim.log("node")
+
+
+def test_failed_sent_mark_is_written_again_not_resent(cl):
+    """The sent_at write of an accepted message fails once (a trigger on the
+    primary refuses it): the node writes it again before its next claim, so
+    the message is not sent a second time when its lease ends."""
+    prim = cl.primary()
+    conn = psycopg2.connect(prim.dsn("mfa"))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE SEQUENCE test_mark_fail")
+            cur.execute("""CREATE FUNCTION test_mark_fail() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF NEW.username = 'mk' AND NEW.sent_at IS NOT NULL AND OLD.sent_at IS NULL
+                       AND nextval('test_mark_fail') = 1 THEN
+                        RAISE EXCEPTION 'test: the sent_at write fails once';
+                    END IF;
+                    RETURN NEW;
+                END $$""")
+            cur.execute("CREATE TRIGGER test_mark_fail BEFORE UPDATE ON email_outbox"
+                        " FOR EACH ROW EXECUTE FUNCTION test_mark_fail()")
+        add_user(cl, "mk")
+        row = wait_delivered(cl, ["mk"], 1, 30)[0]
+        assert "mail.mark_failed id=%d" % row["id"] in prim.log("node")
+        # past the row's lease (one deadline of 4 s and 10 s): still one copy
+        lease_end = time.monotonic() + 16
+        while time.monotonic() < lease_end:
+            assert len(delivered(cl, row["event_id"])) == 1, "sent again after a failed mark"
+            time.sleep(0.5)
+        assert user_rows(cl, "mk")[0]["attempts"] == 1
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("DROP TRIGGER IF EXISTS test_mark_fail ON email_outbox")
+            cur.execute("DROP FUNCTION IF EXISTS test_mark_fail()")
+            cur.execute("DROP SEQUENCE IF EXISTS test_mark_fail")
+        conn.close()
+
+
+def test_graceful_stop_marks_the_message_in_flight(cl):
+    """SIGTERM while a message waits for its 250: the node finishes it, writes
+    its sent_at and hands the claimed rows it had not started back (not
+    counted as an attempt) before it exits; nothing is sent twice."""
+    prim = cl.primary()
+    names = ["gs0", "gs1", "gs2"]
+    cl.sink.set(delay_s=2)
+    # one transaction: one claim takes all three
+    conn = psycopg2.connect(prim.dsn("mfa"))
+    try:
+        with conn, conn.cursor() as cur:
+            for name in names:
+                cur.execute("INSERT INTO users (username, email, method) VALUES (%s, %s, 'totp')",
+                            (name, f"{name}@example.com"))
+    finally:
+        conn.close()
+    ids = {message_id(r["event_id"]) for r in user_rows(cl, *names)}
+    wait_for(lambda: any(r["message_id"] in ids for r in cl.sink.delivered()), 20,
+             "a delivery in flight")
+    proc = prim.procs["node"]
+    proc.terminate()
+    assert proc.wait(30) == 0  # drained within appliance.drain_timeout
+    cl.sink.set()
+    rows = user_rows(cl, *names)
+    done = [r for r in rows if r["sent"]]
+    back = [r for r in rows if not r["sent"]]
+    # the one in flight was accepted and marked: a stop is no reason to resend it
+    assert len(done) == 1 and len(delivered(cl, done[0]["event_id"])) == 1, rows
+    assert done[0]["attempts"] == 1
+    assert len(back) == 2 and all(r["attempts"] == 0 for r in back), back
+    log = prim.log("node")
+    assert "not marked" not in log
+    assert sum(f"message_id={r['event_id']}" in line for r in back
+               for line in log.splitlines() if "mail.released" in line) == 2
+    prim.start_node()
+    wait_for(lambda: prim.node("GET", "/ready")[0] == 200, 30, "the primary's node back")
+    rows = wait_delivered(cl, names, 3, 30)
+    for r in rows:
+        assert len(delivered(cl, r["event_id"])) == 1, r
 
 
 def failover(cl, old, timeout=60):
@@ -309,3 +467,37 @@ def test_failover_loses_no_event_and_resends_the_same_message(cl):
     # every send a node logged is a message the sink holds
     logged = sum(len(sent_lines(m)) for m in cl.data_members())
     assert logged <= len(cl.sink.delivered())
+
+
+def test_disabled_email_still_purges_and_gives_up(cl):
+    """With email.enabled = false nothing is sent, but the node on the primary
+    still gives up unsent rows older than email.max_age_s and deletes old sent
+    ones: a disabled e-mail does not grow the outbox for ever."""
+    cl.rewrite_conf("email = { enabled = false; max_age_s = 60; };")
+    prim = cl.primary()
+    conn = psycopg2.connect(prim.dsn("mfa"))
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("SET mfa.email_events = 'off'")
+            cur.execute(
+                "INSERT INTO email_outbox (event, username, to_addr, method, created_at,"
+                " sent_at) VALUES"
+                " ('enrolled', 'off-old', 'a@example.com', 'sms', now() - interval '2 min', NULL),"
+                " ('enrolled', 'off-new', 'a@example.com', 'sms', now(), NULL),"
+                " ('enrolled', 'off-sent', 'a@example.com', 'sms', now() - interval '40 days',"
+                "  now() - interval '40 days')")
+    finally:
+        conn.close()
+    proc = prim.procs["node"]
+    proc.terminate()
+    proc.wait(30)
+    prim.start_node()
+    wait_for(lambda: prim.node("GET", "/ready")[0] == 200, 30, "the primary's node back")
+    assert node_status(prim) == {"enabled": False}
+    row = wait_for(lambda: next((r for r in user_rows(cl, "off-old") if r["given_up"]), None),
+                   30, "the old unsent row given up")
+    assert row["last_error"] == "too old" and not row["sent"]
+    wait_for(lambda: not user_rows(cl, "off-sent"), 30, "the old sent row deleted")
+    new = user_rows(cl, "off-new")
+    assert len(new) == 1 and not new[0]["sent"] and not new[0]["given_up"]
+    assert not delivered(cl, row["event_id"]) and not delivered(cl, new[0]["event_id"])

@@ -291,13 +291,81 @@ static void test_file_on_disk(void **state)
     unlink(path);
 }
 
+/* <good> with a directory section made of <keys>. */
+static char *dir_conf(const char *keys)
+{
+    char *text = NULL;
+
+    assert_true(asprintf(&text,
+                         "%sdirectory = { enabled = true; base_dn = \"dc=example,dc=com\"; %s };\n",
+                         good, keys) > 0);
+    return text;
+}
+
+static int load_dir(const char *keys, struct appconf *c, char **err)
+{
+    char *text = dir_conf(keys);
+    int rc = appconf_load_string(text, "bad.conf", c, NULL, NULL, err);
+
+    free(text);
+    return rc;
+}
+
+static void expect_dir(const char *keys, const char *part)
+{
+    struct appconf c = { 0 };
+    char *err = NULL;
+
+    if (load_dir(keys, &c, &err) == 0)
+        fail_msg("\"%s\" was taken", keys);
+    if (!err || !strstr(err, part))
+        fail_msg("error \"%s\" lacks \"%s\"", err ? err : "(none)", part);
+    free(err);
+}
+
+static void expect_dir_ok(const char *keys, int max_disable_min)
+{
+    struct appconf c = { 0 };
+    char *err = NULL;
+
+    if (load_dir(keys, &c, &err) != 0)
+        fail_msg("\"%s\" refused: %s", keys, err ? err : "(none)");
+    assert_int_equal(c.directory.max_disable_min, max_disable_min);
+    appconf_free(&c);
+}
+
+/* directory.url: one server or a list of them, all over TLS one way; directory.max_disable_min. */
+static void test_directory(void **state)
+{
+    (void)state;
+    expect_dir_ok("url = \"ldaps://dc1.example.com\";", 3);
+    /* libldap's lists, by commas or blanks: admins list their domain controllers */
+    expect_dir_ok("url = \"ldaps://dc1.example.com,ldaps://dc2.example.com:636\";", 3);
+    expect_dir_ok("url = \"ldap://dc1 ldap://dc2\"; starttls = true; max_disable_min = 0;", 0);
+    expect_dir("url = \"ldaps://dc1,ldap://dc2\";", "mixes ldap:// and ldaps://");
+    expect_dir("url = \"ldap://dc1,ldaps://dc2\"; starttls = true;", "mixes ldap:// and ldaps://");
+    expect_dir("url = \"ldap://dc1,ldap://dc2\";", "is in clear");
+    expect_dir("url = \"ldaps://dc1 ldaps://dc2\"; starttls = true;", "TLS already");
+    expect_dir("url = \"ldapi:///\";", "neither ldap:// nor ldaps://");
+    expect_dir("url = \"dc1.example.com\";", "is not an ldap:// or ldaps:// URL");
+    expect_dir("url = \"\";", "is not an ldap:// or ldaps:// URL");
+    expect_dir("url = \"ldaps://dc1\"; max_disable_min = -1;", "max_disable_min");
+    /* the fetch's limits on attribute names, checked where the operator reads them */
+    expect_dir("url = \"ldaps://dc1\"; attributes = { phone = \"a,b,c,d,e,f,g,h,i\"; };",
+               "more than 8 names");
+    expect_dir("url = \"ldaps://dc1\"; attributes = { phone = \"mobile, "
+               "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+               "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"; };",
+               "longer than 127 bytes");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good_file),      cmocka_unit_test(test_errors),
         cmocka_unit_test(test_file_on_disk),   cmocka_unit_test(test_radius_defaults),
         cmocka_unit_test(test_radius_clients), cmocka_unit_test(test_radius_errors),
-        cmocka_unit_test(test_standby_delay),
+        cmocka_unit_test(test_standby_delay),  cmocka_unit_test(test_directory),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

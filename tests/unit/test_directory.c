@@ -58,11 +58,12 @@ static struct appconf conf_with(int pct, bool adopt)
 
 #define ENTRY(name)                                                                                \
     {                                                                                              \
-        S("uid=" name ",dc=example,dc=com"), S(name), S(""), S(""), S(""), 0                       \
+        S("uid=" name ",dc=example,dc=com"), S(name), S(""), S(""), S(""), 0, NULL                 \
     }
 #define DIRUSER(name)                                                                              \
     {                                                                                              \
-        S(name), S("uid=" name ",dc=example,dc=com"), S(""), S(""), S(""), false, false, false     \
+        S(name), S("uid=" name ",dc=example,dc=com"), S(""), S(""), S(""), false, false, false,    \
+            NULL                                                                                   \
     }
 
 /* The change the plan made for <username> (of an entry or a current user); -1 when none. */
@@ -183,10 +184,10 @@ static void test_plan_disable_guard(void **state)
     (void)state;
     for (int i = 0; i < 12; i++) {
         snprintf(names[i], sizeof(names[i]), "u%d", i);
-        cur[i] =
-            (struct directory_current){ names[i], S(""), S(""), S(""), S(""), false, false, false };
+        cur[i] = (struct directory_current){ names[i], S(""), S(""), S(""), S(""),
+                                             false,    false, false, NULL };
         if (i < 10)
-            users[i] = (struct directory_user){ S(""), names[i], S(""), S(""), S(""), 0 };
+            users[i] = (struct directory_user){ S(""), names[i], S(""), S(""), S(""), 0, NULL };
     }
     /* 10 enabled, 1 leaves: 10% is allowed */
     cur[11].disabled = true; /* an administrator's: neither counted nor disabled again */
@@ -214,18 +215,83 @@ static void test_plan_disable_guard(void **state)
 static void test_plan_case_and_duplicates(void **state)
 {
     struct appconf conf = conf_with(100, false);
-    struct directory_user users[] = { ENTRY("Alice"), ENTRY("bob"), ENTRY("BOB") };
-    struct directory_current cur[] = { DIRUSER("alice") };
+    struct directory_user users[] = { ENTRY("Alice"), ENTRY("bob"), ENTRY("BOB"), ENTRY("Émile") };
+    struct directory_current cur[] = { DIRUSER("alice"), DIRUSER("émile") };
     struct directory_plan p;
 
     (void)state;
+    /* The keys are the database's lower() of the names (the sync asks it): matching goes by them,
+     * never by a C folding of its own, so a non-ASCII name matches as PostgreSQL says. */
+    users[0].key = S("alice");
+    users[1].key = S("bob");
+    users[2].key = S("bob");
+    users[3].key = S("émile");
+    cur[0].key = S("alice");
+    cur[1].key = S("émile");
     cur[0].dn = S("uid=Alice,dc=example,dc=com");
-    assert_int_equal(directory_plan_make(&conf, users, 3, cur, 1, false, &p), 0);
+    cur[1].dn = S("uid=Émile,dc=example,dc=com");
+    assert_int_equal(directory_plan_make(&conf, users, 4, cur, 2, false, &p), 0);
     assert_int_equal(change_of(&p, "Alice"), DIR_UNCHANGED); /* the same user, not a new one */
     assert_int_equal(change_of(&p, "bob"), DIR_CREATE);
     assert_int_equal(change_of(&p, "BOB"), -1); /* the second of a name is left out */
+    assert_int_equal(change_of(&p, "Émile"), DIR_UNCHANGED);
     assert_int_equal(p.counts[DIR_CREATE], 1);
     assert_int_equal(p.counts[DIR_DISABLE], 0);
+    directory_plan_free(&p);
+    /* without keys the names are compared as they are: C folds nothing */
+    users[0].key = NULL;
+    cur[0].key = NULL;
+    assert_int_equal(directory_plan_make(&conf, users, 1, cur, 1, false, &p), 0);
+    assert_int_equal(change_of(&p, "Alice"), DIR_CREATE);
+    assert_int_equal(change_of(&p, "alice"), DIR_DISABLE);
+    directory_plan_free(&p);
+}
+
+/* A DN cut for a message ends on a character boundary, never in a UTF-8 sequence. */
+static void test_cut(void **state)
+{
+    char out[16];
+
+    (void)state;
+    directory_cut("uid=abc", 10, out, sizeof(out));
+    assert_string_equal(out, "uid=abc");
+    directory_cut("uid=\xC3\xA9\xC3\xA9\xC3\xA9", 7, out, sizeof(out)); /* 7 falls inside é */
+    assert_string_equal(out, "uid=\xC3\xA9...");
+    directory_cut("uid=abcdefghijklmnop", 100, out, sizeof(out)); /* the buffer is the limit */
+    assert_int_equal(strlen(out), 15);
+    assert_string_equal(out + 12, "...");
+}
+
+static void test_plan_disable_min(void **state)
+{
+    struct appconf conf = conf_with(10, false);
+    struct directory_user users[] = { ENTRY("a"), ENTRY("b") };
+    struct directory_current cur[] = { DIRUSER("a"), DIRUSER("b"), DIRUSER("c"), DIRUSER("d"),
+                                       DIRUSER("e") };
+    struct directory_plan p;
+
+    (void)state;
+    /* 5 enabled, 3 leave: 60% > 10%, but max_disable_min 3 allows as many in a small directory */
+    conf.directory.max_disable_min = 3;
+    assert_int_equal(directory_plan_make(&conf, users, 2, cur, 5, false, &p), 0);
+    assert_false(p.refused);
+    assert_int_equal(p.counts[DIR_DISABLE], 3);
+    directory_plan_free(&p);
+    /* one more than the minimum is refused */
+    conf.directory.max_disable_min = 2;
+    assert_int_equal(directory_plan_make(&conf, users, 2, cur, 5, false, &p), 0);
+    assert_true(p.refused);
+    assert_non_null(strstr(p.reason, "max_disable_min"));
+    directory_plan_free(&p);
+    /* the percentage still rules when it allows more: 60% of 5 is 3 */
+    conf.directory.max_disable_percent = 60;
+    assert_int_equal(directory_plan_make(&conf, users, 2, cur, 5, false, &p), 0);
+    assert_false(p.refused);
+    directory_plan_free(&p);
+    /* the minimum never lets an empty result through */
+    conf.directory.max_disable_min = 100;
+    assert_int_equal(directory_plan_make(&conf, NULL, 0, cur, 5, false, &p), 0);
+    assert_true(p.refused);
     directory_plan_free(&p);
 }
 
@@ -376,7 +442,8 @@ static void test_attr_list(void **state)
 
 static struct directory_user mk(const char *dn, const char *name)
 {
-    struct directory_user u = { strdup(dn), strdup(name), strdup(""), strdup(""), strdup(""), 0 };
+    struct directory_user u = { strdup(dn), strdup(name), strdup(""), strdup(""), strdup(""),
+                                0,          NULL };
 
     return u;
 }
@@ -392,6 +459,9 @@ static void test_dedup(void **state)
     users[1] = mk("uid=a", "alice");
     users[2] = mk("uid=b2", "bob");
     users[3] = mk("uid=c", "carol");
+    /* the keys the database folded the names to: duplicates go by them */
+    for (size_t i = 0; i < n; i++)
+        users[i].key = strdup(i == 0 ? "bob" : users[i].username);
     assert_int_equal(directory_users_dedup(users, &n, skipped), 0);
     assert_int_equal(n, 3);
     assert_string_equal(users[0].dn, "uid=b1"); /* the first of the name stays, in order */
@@ -496,6 +566,8 @@ int main(void)
         cmocka_unit_test(test_plan_empty_refused),
         cmocka_unit_test(test_plan_disable_guard),
         cmocka_unit_test(test_plan_case_and_duplicates),
+        cmocka_unit_test(test_plan_disable_min),
+        cmocka_unit_test(test_cut),
         cmocka_unit_test(test_map_entry),
         cmocka_unit_test(test_map_invalid),
         cmocka_unit_test(test_phone_normalize),

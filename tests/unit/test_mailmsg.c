@@ -116,10 +116,14 @@ static void test_each_event(void **state)
         "Subject: Your sign-in method was changed\r\n",
         "Subject: Your PIN was reset\r\n",
         "Subject: Your account is locked\r\n",
+        "Subject: Your e-mail address was changed\r\n",
+        "Subject: Your PIN was removed\r\n",
+        "Subject: A new sign-in token was set up for you\r\n",
     };
     struct mailmsg_templates t = builtin();
 
     (void)state;
+    assert_int_equal(MFA_ARRAY_LEN(subjects), MAILMSG_NEVENTS);
     for (int ev = 0; ev < MAILMSG_NEVENTS; ev++) {
         struct mailmsg_fields f = fields(mailmsg_event_name(ev));
         size_t len = 0;
@@ -180,6 +184,7 @@ static void test_methods(void **state)
         { "sms", "a code by text message to your phone" },
         { "totp", "an authenticator app (TOTP)" },
         { "hotp", "a hardware token (HOTP)" },
+        { "push", "a notification on your phone (push)" },
     };
 
     (void)state;
@@ -237,6 +242,7 @@ static void test_non_ascii(void **state)
     for (size_t i = 0; i < len; i++)
         assert_true((unsigned char)msg[i] < 0x80); /* 7-bit on the wire */
     h = headers_of(msg);
+    assert_lines(h, strlen(h), 76); /* RFC 2047 §2: the first line too */
     assert_non_null(strstr(h, "From: =?UTF-8?B?"));
     assert_non_null(strstr(h, "?= <mfa@corp.example>\r\n"));
     /* the subject: folded encoded-words that decode to the whole text */
@@ -289,6 +295,148 @@ static void test_long_lines_and_dots(void **state)
     free(body);
     free(msg);
     mailmsg_templates_free(&t);
+}
+
+static void expect_refused(const struct mailmsg_fields *f, const char *why);
+
+/* Unfolds the Subject header of <h> (CRLF SP -> SP). */
+static char *subject_of(const char *h)
+{
+    const char *p = strstr(h, "\r\nSubject: "), *end;
+    char *out, *o;
+
+    assert_non_null(p);
+    p += 11;
+    out = o = calloc(1, strlen(p) + 1);
+    assert_non_null(out);
+    for (end = p; !(end[0] == '\r' && end[1] == '\n' && end[2] != ' '); end++) {
+        if (end[0] == '\r' && end[1] == '\n') {
+            end++; /* the CR: LF skipped next, the SP kept */
+            continue;
+        }
+        *o++ = *end;
+    }
+    return out;
+}
+
+static void test_subject_encoding_and_folding(void **state)
+{
+    struct mailmsg_templates t = builtin();
+    struct mailmsg_template custom;
+    struct mailmsg_fields f = fields("enrolled");
+    const char *file = "Subject: Welcome {{display_name}} to two-step sign-in, which keeps your "
+                       "account {{username}} safe from password thieves everywhere\n\nHi\n";
+    char *err = NULL, *msg, *h, *subj;
+    size_t len;
+
+    (void)state;
+    assert_int_equal(mailmsg_template_parse("long.txt", file, strlen(file), &custom, &err), 0);
+    mailmsg_template_clear(&t.t[MAILMSG_ENROLLED]);
+    t.t[MAILMSG_ENROLLED] = custom;
+    /* a long ASCII subject is folded at spaces, each line within 76 */
+    msg = mailmsg_build(&t, &f, &len, &err);
+    assert_non_null(msg);
+    h = headers_of(msg);
+    assert_lines(h, strlen(h), 76);
+    subj = subject_of(h);
+    assert_string_equal(subj, "Welcome Alice Example to two-step sign-in, which keeps your account "
+                              "alice safe from password thieves everywhere");
+    free(subj);
+    free(h);
+    free(msg);
+    /* "=?" in an ASCII subject is encoded, so no mail program decodes it */
+    f.display_name = "=?UTF-8?B?QWRtaW4=?=";
+    msg = mailmsg_build(&t, &f, &len, &err);
+    assert_non_null(msg);
+    h = headers_of(msg);
+    assert_lines(h, strlen(h), 76);
+    assert_non_null(strstr(h, "\r\nSubject: =?UTF-8?B?"));
+    assert_null(strstr(h, "Welcome =?"));
+    free(h);
+    free(msg);
+    mailmsg_templates_free(&t);
+}
+
+static void test_byte_limits(void **state)
+{
+    /* the database counts characters: 128 and 256 of them, 4 bytes each at most */
+    char user[MAILMSG_USERNAME_MAX + 8], name[MAILMSG_DISPLAY_NAME_MAX + 8];
+    struct mailmsg_templates t = builtin();
+    struct mailmsg_template custom;
+    struct mailmsg_fields f = fields("enrolled");
+    const char *file = "Subject: Welcome\n\n{{username}} {{display_name}}\n";
+    char *err = NULL, *msg;
+    size_t len;
+
+    (void)state;
+    assert_int_equal(mailmsg_template_parse("plain.txt", file, strlen(file), &custom, &err), 0);
+    mailmsg_template_clear(&t.t[MAILMSG_ENROLLED]);
+    t.t[MAILMSG_ENROLLED] = custom;
+    for (size_t i = 0; i < MAILMSG_USERNAME_MAX / 4; i++)
+        memcpy(user + 4 * i, "\xf0\x9f\x98\x80", 4); /* U+1F600 */
+    user[MAILMSG_USERNAME_MAX] = '\0';
+    for (size_t i = 0; i < MAILMSG_DISPLAY_NAME_MAX / 4; i++)
+        memcpy(name + 4 * i, "\xf0\x9f\x98\x80", 4);
+    name[MAILMSG_DISPLAY_NAME_MAX] = '\0';
+    f.username = user;
+    f.display_name = name;
+    msg = mailmsg_build(&t, &f, &len, &err);
+    assert_non_null(msg);
+    assert_null(err);
+    free(msg);
+    mailmsg_templates_free(&t);
+    strcat(user, "a");
+    f.username = user;
+    expect_refused(&f, "the username is longer than 512 bytes");
+    f.username = "alice";
+    strcat(name, "a");
+    f.display_name = name;
+    expect_refused(&f, "the display name is longer than 1024 bytes");
+}
+
+static void expect_settings_refused(const char *from, const char *from_name, const char *portal_url,
+                                    const char *why)
+{
+    char *err = NULL;
+
+    assert_int_equal(mailmsg_check_settings(from, from_name, portal_url, &err), -1);
+    assert_non_null(err);
+    if (!strstr(err, why))
+        fail_msg("error \"%s\" does not say \"%s\"", err, why);
+    free(err);
+}
+
+static void test_check_settings(void **state)
+{
+    const char *url = "https://mfa.corp.example/portal/";
+    char longurl[1100], longname[300];
+    char *err = NULL;
+
+    (void)state;
+    assert_int_equal(mailmsg_check_settings("mfa@corp.example", "MFA Appliance", url, &err), 0);
+    assert_int_equal(mailmsg_check_settings("mfa@corp.example", "", url, &err), 0);
+    assert_int_equal(mailmsg_check_settings("mfa@corp.example", "Sécurité", url, &err), 0);
+    assert_null(err);
+    expect_settings_refused("mfa@b@corp.example", "x", url, "email.from");
+    expect_settings_refused("mfa;x@corp.example", "x", url, "email.from");
+    expect_settings_refused("mfa@corp.example(x)", "x", url, "email.from");
+    expect_settings_refused("mfa@[127.0.0.1]", "x", url, "email.from");
+    expect_settings_refused("mfa:x@corp.example", "x", url, "email.from");
+    expect_settings_refused("mfa@corp.example", "MFA\x01", url, "email.from_name");
+    expect_settings_refused("mfa@corp.example", "MFA\tApp", url, "email.from_name");
+    expect_settings_refused("mfa@corp.example", "MFA \xff", url, "email.from_name");
+    memset(longname, 'n', 257);
+    longname[257] = '\0';
+    expect_settings_refused("mfa@corp.example", longname, url, "longer than 256 bytes");
+    snprintf(longurl, sizeof(longurl), "https://mfa.corp.example/%01030d", 0);
+    expect_settings_refused("mfa@corp.example", "x", longurl, "email.portal_url");
+    /* mailmsg_build() applies the same rules */
+    {
+        struct mailmsg_fields f = fields("enrolled");
+
+        f.from_name = "MFA\x7f";
+        expect_refused(&f, "email.from_name");
+    }
 }
 
 static void expect_refused(const struct mailmsg_fields *f, const char *why)
@@ -475,6 +623,19 @@ static void test_templates_dir(void **state)
     free(err);
     err = NULL;
     unlink(path);
+    /* a file there that cannot be read is an error, not the built-in text */
+    assert_int_equal(symlink("/nonexistent/enrolled.txt", path), 0);
+    assert_int_equal(mailmsg_templates_load(&t, dir, &err), -1);
+    assert_non_null(strstr(err, "enrolled.txt"));
+    free(err);
+    err = NULL;
+    unlink(path);
+    assert_int_equal(mkdir(path, 0700), 0);
+    assert_int_equal(mailmsg_templates_load(&t, dir, &err), -1);
+    assert_non_null(strstr(err, "not a regular file"));
+    free(err);
+    err = NULL;
+    rmdir(path);
     snprintf(path, sizeof(path), "%s/locked.txt", dir);
     unlink(path);
     rmdir(dir);
@@ -506,6 +667,9 @@ int main(void)
         cmocka_unit_test(test_template_parse),
         cmocka_unit_test(test_templates_dir),
         cmocka_unit_test(test_event_names),
+        cmocka_unit_test(test_subject_encoding_and_folding),
+        cmocka_unit_test(test_byte_limits),
+        cmocka_unit_test(test_check_settings),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -76,7 +76,7 @@ static void refused_report_lists_what_was_planned(void **state)
     assert_non_null(strstr(s, "directory sync REFUSED (nothing was changed): 1 directory users\n"));
     assert_non_null(strstr(s, "reason: 3 of 4 directory users would be disabled (75%)\n"));
     assert_non_null(strstr(s, "changes planned:\n  disable   a\n  disable   b\n"
-                              "  ... and 1 more (--json lists them)\n"));
+                              "  ... and 1 more (--json lists up to 1000)\n"));
     assert_null(strstr(s, "disable   c"));
     free(s);
 }

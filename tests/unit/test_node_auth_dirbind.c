@@ -2,9 +2,11 @@
  * The queue of directory password checks (node/auth_dirbind.c) against
  * directories that refuse or never answer, on a real worker pool: every
  * check is answered exactly once, a full line is refused, a check that
- * waited longer than directory.timeout_ms is answered without a bind, and
- * freeing answers what is pending at once while running binds end on the
- * pool. (The answers of a real directory: tests/integration/test_directory_auth.py.)
+ * waited longer than directory.timeout_ms is answered without a bind (by
+ * the queue's timer, even while the bind ahead hangs), one check per user
+ * at a time, and freeing answers what is pending at once while running
+ * binds end on the pool. (The answers of a real directory:
+ * tests/integration/test_directory_auth.py.)
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -93,6 +95,7 @@ static int closed_port(void)
 }
 
 static char empty[1];
+static const char *const users[] = { "ann", "bob", "cem", "dan" };
 
 static void conf_for(struct appconf *c, char *url, size_t size, int port, int timeout_ms)
 {
@@ -108,7 +111,7 @@ static void test_refused_and_full(void **state)
 {
     struct event_base *base = event_base_new();
     struct worker_pool *pool = worker_pool_new(base, 2, NULL);
-    struct dirbind *q = dirbind_new(pool, 1, 2);
+    struct dirbind *q = dirbind_new(base, pool, 1, 2);
     struct answer a[4] = { 0 };
     struct appconf c;
     char url[64];
@@ -118,9 +121,10 @@ static void test_refused_and_full(void **state)
     conf_for(&c, url, sizeof(url), closed_port(), 2000);
     /* One runs, two wait, the fourth is refused: the caller answers it. */
     for (int i = 0; i < 3; i++)
-        assert_int_equal(dirbind_check(q, &c, "uid=a,dc=x", "secret", on_answer, &a[i]), 0);
+        assert_int_equal(dirbind_check(q, &c, users[i], "uid=a,dc=x", "secret", on_answer, &a[i]),
+                         0);
     assert_int_equal(dirbind_pending(q), 3);
-    assert_int_equal(dirbind_check(q, &c, "uid=a,dc=x", "secret", on_answer, &a[3]), -1);
+    assert_int_equal(dirbind_check(q, &c, users[3], "uid=a,dc=x", "secret", on_answer, &a[3]), -1);
     /* Never answered before dirbind_check() returns. */
     for (int i = 0; i < 4; i++)
         assert_int_equal(a[i].calls, 0);
@@ -133,7 +137,7 @@ static void test_refused_and_full(void **state)
     assert_int_equal(a[3].calls, 0);
     assert_int_equal(dirbind_pending(q), 0);
     /* An empty password is wrong without any bind (LDAP would take it as anonymous). */
-    assert_int_equal(dirbind_check(q, &c, "uid=a,dc=x", "", on_answer, &a[3]), 0);
+    assert_int_equal(dirbind_check(q, &c, users[0], "uid=a,dc=x", "", on_answer, &a[3]), 0);
     assert_true(run_until_answered(base, &a[3], 1, 10000));
     assert_int_equal(a[3].rc, 0);
     dirbind_free(q);
@@ -145,7 +149,7 @@ static void test_waited_too_long(void **state)
 {
     struct event_base *base = event_base_new();
     struct worker_pool *pool = worker_pool_new(base, 2, NULL);
-    struct dirbind *q = dirbind_new(pool, 1, 4);
+    struct dirbind *q = dirbind_new(base, pool, 1, 4);
     struct answer a[2] = { 0 };
     struct appconf c;
     char url[64];
@@ -154,8 +158,8 @@ static void test_waited_too_long(void **state)
 
     (void)state;
     conf_for(&c, url, sizeof(url), port, 300);
-    assert_int_equal(dirbind_check(q, &c, "uid=a,dc=x", "pw1", on_answer, &a[0]), 0);
-    assert_int_equal(dirbind_check(q, &c, "uid=b,dc=x", "pw2", on_answer, &a[1]), 0);
+    assert_int_equal(dirbind_check(q, &c, "a", "uid=a,dc=x", "pw1", on_answer, &a[0]), 0);
+    assert_int_equal(dirbind_check(q, &c, "b", "uid=b,dc=x", "pw2", on_answer, &a[1]), 0);
     assert_true(run_until_answered(base, a, 2, 10000));
     /* The first bind timed out; the second waited longer than the timeout and never ran. */
     assert_int_equal(a[0].rc, -1);
@@ -172,7 +176,7 @@ static void test_free_answers_pending(void **state)
 {
     struct event_base *base = event_base_new();
     struct worker_pool *pool = worker_pool_new(base, 2, NULL);
-    struct dirbind *q = dirbind_new(pool, 1, 4);
+    struct dirbind *q = dirbind_new(base, pool, 1, 4);
     struct answer a[3] = { 0 };
     struct appconf c;
     char url[64];
@@ -181,7 +185,7 @@ static void test_free_answers_pending(void **state)
     (void)state;
     conf_for(&c, url, sizeof(url), port, 500);
     for (int i = 0; i < 3; i++)
-        assert_int_equal(dirbind_check(q, &c, "uid=a,dc=x", "pw", on_answer, &a[i]), 0);
+        assert_int_equal(dirbind_check(q, &c, users[i], "uid=a,dc=x", "pw", on_answer, &a[i]), 0);
     /* The running one and the waiting ones: all answered now, at once. */
     dirbind_free(q);
     for (int i = 0; i < 3; i++) {
@@ -197,11 +201,86 @@ static void test_free_answers_pending(void **state)
     close(fd);
 }
 
+/*
+ * A waiting check is answered when its time is up, by the queue's timer,
+ * while the bind ahead of it still hangs (and would for seconds more).
+ */
+static void test_expired_while_running_hangs(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct worker_pool *pool = worker_pool_new(base, 2, NULL);
+    struct dirbind *q = dirbind_new(base, pool, 1, 4);
+    struct answer a[2] = { 0 };
+    struct appconf slow, quick;
+    char url1[64], url2[64];
+    int port, fd = silent_listener(&port);
+    uint64_t t0 = clock_mono_ms();
+
+    (void)state;
+    conf_for(&slow, url1, sizeof(url1), port, 4000);
+    conf_for(&quick, url2, sizeof(url2), port, 200);
+    assert_int_equal(dirbind_check(q, &slow, "a", "uid=a,dc=x", "pw1", on_answer, &a[0]), 0);
+    assert_int_equal(dirbind_check(q, &quick, "b", "uid=b,dc=x", "pw2", on_answer, &a[1]), 0);
+    assert_true(run_until_answered(base, &a[1], 1, 10000));
+    assert_string_equal(a[1].err, "the check waited too long for the directory");
+    assert_true(clock_mono_ms() - t0 < 2000);
+    assert_int_equal(a[0].calls, 0); /* still hanging on its worker */
+    assert_int_equal(dirbind_pending(q), 1);
+    dirbind_free(q);
+    assert_int_equal(a[0].calls, 1);
+    worker_pool_free(pool);
+    event_base_free(base);
+    close(fd);
+}
+
+/*
+ * One check per user at a time (the username, case folded): a second one,
+ * running or waiting, is refused without a bind; once the first is
+ * answered the user may be checked again. The settings are copied: the
+ * caller's may change (a reload) while the check waits.
+ */
+static void test_one_check_per_user(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct worker_pool *pool = worker_pool_new(base, 2, NULL);
+    struct dirbind *q = dirbind_new(base, pool, 1, 4);
+    struct answer a[4] = { 0 };
+    struct appconf c;
+    char url[64];
+
+    (void)state;
+    conf_for(&c, url, sizeof(url), closed_port(), 2000);
+    assert_int_equal(dirbind_check(q, &c, "ann", "uid=ann,dc=x", "pw", on_answer, &a[0]), 0);
+    assert_int_equal(dirbind_check(q, &c, "bob", "uid=bob,dc=x", "pw", on_answer, &a[1]), 0);
+    /* ann's runs, bob's waits: a second one of either is refused. */
+    assert_int_equal(dirbind_check(q, &c, "ANN", "uid=ann,dc=x", "pw", on_answer, &a[2]),
+                     DIRBIND_BUSY);
+    assert_int_equal(dirbind_check(q, &c, "bob", "uid=bob,dc=x", "pw", on_answer, &a[2]),
+                     DIRBIND_BUSY);
+    assert_int_equal(dirbind_pending(q), 2);
+    memset(url, 'x', sizeof(url) - 1); /* the caller's settings change; the queued copies not */
+    assert_true(run_until_answered(base, a, 2, 10000));
+    assert_int_equal(a[2].calls, 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(a[i].rc, -1);
+        assert_non_null(strstr(a[i].err, "127.0.0.1")); /* the URL as it was queued */
+        assert_null(strstr(a[i].err, "xxxx"));
+    }
+    conf_for(&c, url, sizeof(url), closed_port(), 2000);
+    assert_int_equal(dirbind_check(q, &c, "ann", "uid=ann,dc=x", "pw", on_answer, &a[3]), 0);
+    assert_true(run_until_answered(base, &a[3], 1, 10000));
+    dirbind_free(q);
+    worker_pool_free(pool);
+    event_base_free(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_refused_and_full),
         cmocka_unit_test(test_waited_too_long),
+        cmocka_unit_test(test_expired_while_running_hangs),
+        cmocka_unit_test(test_one_check_per_user),
         cmocka_unit_test(test_free_answers_pending),
     };
 
