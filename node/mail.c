@@ -605,20 +605,25 @@ static void queue_claim(struct mail *m, const PGresult *res)
 /* Hands the claimed rows not started back to the outbox (a graceful stop). */
 static void release_queue(struct mail *m)
 {
-    struct mail_send *s;
+    struct mail_send *s = m->queue, *next;
+    int released = 0;
 
-    m->busy++; /* m outlives the loop even when a row held the last reference */
-    while ((s = m->queue)) {
+    m->queue = NULL;
+    m->queue_tail = NULL;
+    for (; s; s = next) {
         const char *params[1] = { s->id };
 
-        m->queue = s->next;
+        next = s->next;
         log_notice("mail.released event=%s user=%s message_id=%s (stopping: sent later)", s->event,
                    s->username, s->event_id);
         update_row(m, release_sql, 1, params, PGCONN_SYNC_DEFAULT);
         send_free(s);
-        mail_done_one(m);
+        released++;
     }
-    m->queue_tail = NULL;
+    if (released == 0)
+        return;
+    /* The rows' references last, the final one through mail_done_one(): m may go with it. */
+    m->busy -= (size_t)released - 1;
     mail_done_one(m);
 }
 
