@@ -267,7 +267,10 @@ class Member:
             targets.append(self.procs["node"].pid)
         self._frozen_all = targets
         for pid in targets:
-            os.kill(pid, signal.SIGSTOP)
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except ProcessLookupError:
+                pass  # a backend that ended since it was listed: nothing left to stop
 
     def thaw(self):
         for pid in reversed(getattr(self, "_frozen_all", [])):

@@ -240,7 +240,8 @@ static int cmd_sync(const char *config, bool json, int argc, char **argv)
     case 1:
         rc = DBCONN_EXIT_REFUSED;
         break;
-    case DIRECTORY_SYNC_BUSY: /* *err says "another directory sync is running" */
+    case DIRECTORY_SYNC_BUSY:    /* *err says "another directory sync is running" */
+    case DIRECTORY_SYNC_STOPPED: /* not here: mfactl sets no stop flag */
     default:
         rc = DBCONN_EXIT_FAILED;
         break;

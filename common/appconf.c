@@ -412,24 +412,22 @@ static bool prefixed(const char *s, const char *prefix)
  */
 static int validate_directory_url(const struct appconf *conf, const char *name, char **err)
 {
-    const char *url = conf->directory.url, *p = url;
-    int plain = 0, tls = 0;
+    const char *url = conf->directory.url;
+    char one[DIRECTORY_URL_MAX];
+    size_t pos = 0;
+    int plain = 0, tls = 0, next;
 
-    /* libldap splits a list at commas and spaces (ldap_initialize()); other blanks break it */
+    /* split at commas and spaces as the connection does (directory_url_next()); other blanks
+     * break it */
     if (strpbrk(url, "\t\r\n"))
         return err_set(err, "%s: directory.url: separate the URLs with commas or spaces", name);
-    while (*(p += strspn(p, ", "))) {
-        size_t len = strcspn(p, ", ");
-        char one[512];
+    while ((next = directory_url_next(url, &pos, one, sizeof(one))) != 0) {
         LDAPURLDesc *u = NULL;
         int rc;
 
-        if (len >= sizeof(one))
+        if (next < 0)
             return err_set(err, "%s: directory.url: a URL is longer than %zu bytes", name,
                            sizeof(one) - 1);
-        memcpy(one, p, len);
-        one[len] = '\0';
-        p += len;
         if (ldap_url_parse(one, &u) != LDAP_URL_SUCCESS || !u)
             return err_set(
                 err,

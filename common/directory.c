@@ -11,10 +11,11 @@
  * bundle, never a CA directory or file from libldap's defaults) and the
  * URL's host (REQUIRE_CERT = DEMAND). Every operation is bounded by
  * directory.timeout_ms: the connect and the TLS handshake by the network
- * timeout and the watchdog, each request by the operation timeout, each
- * search by its own time limit, and each read or write on the socket by
- * SO_RCVTIMEO/SO_SNDTIMEO and TCP_USER_TIMEOUT (a server that stops in the
- * middle of an answer).
+ * timeout and the watchdog (per URL of the list: each has a handle, a
+ * watchdog and a deadline of its own), each request by the operation
+ * timeout, each search by its own time limit, and each read or write on the
+ * socket by SO_RCVTIMEO/SO_SNDTIMEO and TCP_USER_TIMEOUT (a server that
+ * stops in the middle of an answer).
  *
  * No password ever reaches an error message: errors say what failed, where,
  * and libldap's sentence for it.
@@ -119,6 +120,27 @@ out:
     return rc;
 }
 
+/* ---- the list of URLs */
+
+int directory_url_next(const char *list, size_t *pos, char *out, size_t size)
+{
+    const char *p = list + *pos;
+    size_t len;
+
+    p += strspn(p, ", ");
+    if (!*p) {
+        *pos = (size_t)(p - list);
+        return 0;
+    }
+    len = strcspn(p, ", ");
+    *pos = (size_t)(p + len - list);
+    if (len >= size)
+        return -1;
+    memcpy(out, p, len);
+    out[len] = '\0';
+    return 1;
+}
+
 /* ---- errors */
 
 /* (directory_priv.h) */
@@ -216,6 +238,7 @@ struct directory_conn {
     pthread_t th;
     int timeout_ms;
     struct timespec deadline;
+    char url[DIRECTORY_URL_MAX]; /* the one URL of directory.url this handle is for */
 };
 
 static int conn_added(LDAP *ld, Sockbuf *sb, LDAPURLDesc *srv, struct sockaddr *addr,
@@ -236,6 +259,9 @@ static int conn_added(LDAP *ld, Sockbuf *sb, LDAPURLDesc *srv, struct sockaddr *
     }
     pthread_mutex_lock(&c->mu);
     c->fd = fd;
+    /* past the deadline already (another address of the host): no handshake without a watchdog */
+    if (fd >= 0 && c->fired)
+        shutdown(fd, SHUT_RDWR);
     pthread_mutex_unlock(&c->mu);
     return 0;
 }
@@ -335,8 +361,9 @@ void directory_conn_close(struct directory_conn *c)
     free(c);
 }
 
-static struct directory_conn *conn_new(const struct appconf *conf, const atomic_bool *stop,
-                                       char **err)
+/* A handle for <url>, one URL of the list, its deadline timeout_ms from now. */
+static struct directory_conn *conn_new(const struct appconf *conf, const char *url,
+                                       const atomic_bool *stop, char **err)
 {
     struct directory_conn *c = calloc(1, sizeof(*c));
     pthread_condattr_t ca;
@@ -346,6 +373,7 @@ static struct directory_conn *conn_new(const struct appconf *conf, const atomic_
         err_set(err, "directory: out of memory");
         return NULL;
     }
+    snprintf(c->url, sizeof(c->url), "%s", url);
     c->fd = -1;
     c->stop = stop;
     c->timeout_ms = ms;
@@ -414,16 +442,18 @@ void directory_lib_init(void)
     pthread_once(&lib_once, lib_init);
 }
 
-/* (directory_priv.h) With the options above. */
-struct directory_conn *directory_conn_open(const struct appconf *conf, const atomic_bool *stop,
-                                           char **err)
+/*
+ * Opens a handle for <url> (one URL) and connects it: NULL with *err when
+ * it did not (*stopped set when the stop flag ended it).
+ */
+static struct directory_conn *conn_open_one(const struct appconf *conf, const char *url,
+                                            const atomic_bool *stop, bool *stopped, char **err)
 {
-    const char *url = conf->directory.url, *step = "";
+    const char *step = "";
     struct directory_conn *c;
     int rc;
 
-    directory_lib_init();
-    c = conn_new(conf, stop, err);
+    c = conn_new(conf, url, stop, err);
     if (!c)
         return NULL;
     rc = ldap_initialize(&c->ld, url);
@@ -439,6 +469,7 @@ struct directory_conn *directory_conn_open(const struct appconf *conf, const ato
     }
     rc = handshake(c, conf, &step);
     if (rc != LDAP_SUCCESS && directory_conn_stopped(c)) {
+        *stopped = true;
         err_set(err, "directory: stopped");
         goto fail;
     }
@@ -457,6 +488,68 @@ fail:
     return NULL;
 }
 
+/*
+ * (directory_priv.h) Each URL of the list in turn, with its own handle,
+ * watchdog and deadline: libldap's own walk of a list would share one
+ * deadline among them, and a watchdog that fired on the first would leave
+ * the next one's TLS handshake unwatched. The first that connects (and
+ * starts TLS) is the one; what it answers after that (a bind refused) is
+ * the directory's answer, not a reason to try the next.
+ */
+struct directory_conn *directory_conn_open(const struct appconf *conf, const atomic_bool *stop,
+                                           char **err)
+{
+    const char *list = conf->directory.url;
+    char url[DIRECTORY_URL_MAX], *why = NULL;
+    size_t pos = 0, tried = 0;
+    bool stopped = false;
+    int r;
+
+    directory_lib_init();
+    while ((r = directory_url_next(list, &pos, url, sizeof(url))) != 0) {
+        struct directory_conn *c;
+        char *one = NULL;
+
+        if (stop && atomic_load(stop)) {
+            stopped = true;
+            break;
+        }
+        if (r < 0) {
+            err_set(&one, "directory: a URL of directory.url is longer than %zu bytes",
+                    sizeof(url) - 1);
+        } else {
+            c = conn_open_one(conf, url, stop, &stopped, &one);
+            if (c) {
+                free(why);
+                return c;
+            }
+        }
+        tried++;
+        /* every server's reason, in order: "<first>; <second>" */
+        if (why && one) {
+            char *both = NULL;
+
+            err_set(&both, "%s; %s", why, one);
+            free(one);
+            one = both;
+        }
+        free(why);
+        why = one;
+        if (stopped)
+            break;
+    }
+    if (stopped)
+        err_set(err, "directory: stopped");
+    else if (!tried)
+        err_set(err, "directory: directory.url names no server");
+    else if (why)
+        err_set(err, "%s", why);
+    else
+        err_set(err, "directory: out of memory");
+    free(why);
+    return NULL;
+}
+
 LDAP *directory_conn_ldap(const struct directory_conn *c)
 {
     return c->ld;
@@ -472,9 +565,10 @@ static int simple_bind(LDAP *ld, const char *dn, const char *password)
     return ldap_sasl_bind_s(ld, dn, LDAP_SASL_SIMPLE, &cred, NULL, NULL, NULL);
 }
 
-int directory_service_bind(LDAP *ld, const struct appconf *conf, char **err)
+int directory_service_bind(struct directory_conn *c, const struct appconf *conf, char **err)
 {
     char password[DIRECTORY_PASSWORD_MAX * 4 + 1];
+    LDAP *ld = c->ld;
     int rc;
 
     if (!*conf->directory.bind_dn)
@@ -490,7 +584,7 @@ int directory_service_bind(LDAP *ld, const struct appconf *conf, char **err)
     rc = simple_bind(ld, conf->directory.bind_dn, password);
     secret_wipe(password, sizeof(password));
     if (rc != LDAP_SUCCESS)
-        return directory_ldap_err(ld, rc, err, "cannot bind to %s as %s", conf->directory.url,
+        return directory_ldap_err(ld, rc, err, "cannot bind to %s as %s", c->url,
                                   conf->directory.bind_dn);
     return 0;
 }
@@ -516,7 +610,7 @@ int directory_bind_check(const struct appconf *conf, const char *dn, const char 
         /* also what Active Directory and ppolicy answer for a locked or disabled account */
         rc = 0;
     } else {
-        rc = directory_ldap_err(c->ld, rc, err, "cannot bind to %s as %s", conf->directory.url, dn);
+        rc = directory_ldap_err(c->ld, rc, err, "cannot bind to %s as %s", c->url, dn);
     }
     directory_conn_close(c);
     return rc;

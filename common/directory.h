@@ -48,6 +48,16 @@
 #define DIRECTORY_ATTR_NAME_MAX   128
 #define DIRECTORY_PHONE_ATTRS_MAX 8
 
+/*
+ * directory.url is one URL or a list of them separated by commas and spaces
+ * (as libldap splits one). Puts the next URL of <list> from *<pos> (0 at
+ * first) into <out> of <size> and moves *pos past it. Returns 1, 0 at the
+ * end of the list, or -1 when that URL is <size> bytes or longer (*pos past
+ * it). appconf.c checks every URL with it; the connection tries them so.
+ */
+#define DIRECTORY_URL_MAX 512 /* a URL's bytes with its NUL */
+int directory_url_next(const char *list, size_t *pos, char *out, size_t size);
+
 /* The system's CA bundle, the trust when directory.ca_file is empty (never libldap's defaults). */
 #define DIRECTORY_SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
 
@@ -159,12 +169,16 @@ struct directory_sync_opts {
     bool dry_run;        /* plan and report, change nothing (the row says "dry_run") */
     bool force;          /* past the max_disable_percent guard (never past an empty result) */
     /* May be NULL. Set (by another thread): the run ends at the next page or before it applies,
-     * as failed ("stopped"), the LDAP connection shut down at once. */
+     * the LDAP connection shut down at once, as DIRECTORY_SYNC_STOPPED, with no row. */
     const atomic_bool *stop;
 };
 
 /* directory_sync_run()'s answer when another sync holds the lock: nothing done, no row. */
 #define DIRECTORY_SYNC_BUSY 2
+/* ... and when its stop flag was set: nothing applied (or rolled back), no row; the sync is not
+ * done and is due again as it was (whatever error the stop caused: a cancelled statement, a shut
+ * down LDAP socket). */
+#define DIRECTORY_SYNC_STOPPED 3
 
 /*
  * One whole sync on <conn>, a connection to the writable primary: takes the
@@ -174,10 +188,10 @@ struct directory_sync_opts {
  * disabled, source and the directory_* columns of the sync's own users (and
  * of local ones it adopts) — never a PIN, method or token. Every outcome
  * (ok, refused, failed, dry_run) leaves a directory_syncs row with the
- * report, except the busy one and a database below schema 3.
+ * report, except the busy one, a stopped one and a database below schema 3.
  *
  * *report (always set, also on failure; the caller frees it) is
- * {"result": "ok"|"refused"|"failed"|"dry_run"|"busy", "created": N, "updated": N,
+ * {"result": "ok"|"refused"|"failed"|"dry_run"|"busy"|"stopped", "created": N, "updated": N,
  * "enabled": N, "disabled": N, "adopted": N, "unchanged": N, "conflicts":
  * [username], "skipped": [{dn, reason}], "invalid": [{dn, username, field,
  * reason}] (values left as stored), "changes": [{"username", "change"}],
@@ -186,9 +200,10 @@ struct directory_sync_opts {
  * "changes_more") counts the rest (the counts above are whole). A refused or dry run reports what
  * it would have done; a failed one has its error as "reason". Returns 0 when the sync ran (ok or
  * dry_run), 1 when refused, DIRECTORY_SYNC_BUSY (with *err "another
- * directory sync is running") when another sync holds the lock, -1 with
- * *err when it failed (the directory, the database, a stop, or a database
- * below schema 3: no row for that one either).
+ * directory sync is running") when another sync holds the lock,
+ * DIRECTORY_SYNC_STOPPED (with *err) when opts->stop ended it, -1 with
+ * *err when it failed (the directory, the database, or a database below
+ * schema 3: no row for that one either).
  */
 int directory_sync_run(PGconn *conn, const struct appconf *conf,
                        const struct directory_sync_opts *opts, json_t **report,

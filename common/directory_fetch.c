@@ -474,7 +474,7 @@ int directory_fetch(const struct appconf *conf, const atomic_bool *stop,
     if (!c)
         return -1;
     ld = directory_conn_ldap(c);
-    if (directory_service_bind(ld, conf, err) < 0)
+    if (directory_service_bind(c, conf, err) < 0)
         goto out;
     if (*conf->directory.group_dn) {
         if (group_members(ld, conf, &group, err) < 0)

@@ -108,6 +108,9 @@ struct directory_conn;
  * or StartTLS) verified against directory.ca_file, connected and the TLS
  * handshake done within directory.timeout_ms (a watchdog ends a handshake
  * libldap would not), every read and write on the socket bounded by it.
+ * The URLs of a list are tried in order, each with its own timeout_ms (at
+ * worst, their number times timeout_ms in all); the first that connects and
+ * starts TLS is used, and *err of a failure has each one's reason.
  * With <stop> (may be NULL) the watchdog stays until the close and shuts
  * the socket down as soon as *stop is set. Returns it, or NULL with *err.
  */
@@ -124,12 +127,13 @@ void directory_conn_close(struct directory_conn *c);
 LDAP *directory_conn_ldap(const struct directory_conn *c);
 
 /*
- * Binds <ld> as directory.bind_dn with the first line of
+ * Binds <c> as directory.bind_dn with the first line of
  * directory.bind_password_file (never empty: that would be an anonymous
  * bind); without a bind_dn the connection stays anonymous. Returns 0, or -1
  * with *err (which never holds the password).
  */
-int directory_service_bind(LDAP *ld, const struct appconf *conf, char **err) MFA_MUSTCHECK;
+int directory_service_bind(struct directory_conn *c, const struct appconf *conf,
+                           char **err) MFA_MUSTCHECK;
 
 /*
  * err_set() with "directory: <what>: <libldap's sentence for rc>" and the

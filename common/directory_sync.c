@@ -11,7 +11,8 @@
  * one an administrator disabled stays disabled when its entry comes back.
  * An empty directory result is a broken directory or filter, never a mass
  * departure: it changes nothing, even when forced. Every run leaves a row
- * in directory_syncs (but one that found the lock taken), and a run that
+ * in directory_syncs (but one that found the lock taken, or that its stop
+ * flag ended: a node stopping is not a failed sync), and a run that
  * changed users an admin_audit row.
  *
  * Usernames are compared by the keys PostgreSQL's lower() makes of them,
@@ -634,14 +635,34 @@ static int record(PGconn *conn, const struct directory_sync_opts *opts, json_t *
     return rc;
 }
 
-/* Ends a run that changed nothing: rolls back, records it and returns <rc>. */
+static bool stop_requested(const struct directory_sync_opts *opts)
+{
+    return opts->stop && atomic_load(opts->stop);
+}
+
+/* A run its stop flag ended, whatever error the stop caused (a cancelled statement, a shut down
+ * socket): no row, so that the sync is due again as it was; DIRECTORY_SYNC_STOPPED. */
+static int stopped(json_t *report, char **err)
+{
+    static const char why[] = "directory sync: stopped (the node is stopping); nothing changed";
+
+    json_object_set_new(report, "result", json_string("stopped"));
+    json_object_set_new(report, "reason", json_string(why));
+    err_set(err, "%s", why);
+    return DIRECTORY_SYNC_STOPPED;
+}
+
+/* Ends a run that changed nothing: rolls back, records it and returns <rc> (stopped: no row). */
 static int finish_unchanged(PGconn *conn, const struct directory_sync_opts *opts, json_t *report,
                             const char *result, int rc, char **err)
 {
-    char *error = rc < 0 && err && *err ? strdup(*err) : NULL;
+    char *error;
 
     if (PQtransactionStatus(conn) != PQTRANS_IDLE)
         PQclear(PQexec(conn, "ROLLBACK"));
+    if (stop_requested(opts))
+        return stopped(report, err);
+    error = rc < 0 && err && *err ? strdup(*err) : NULL;
     json_object_set_new(report, "result", json_string(result));
     if (rc < 0 && !json_object_get(report, "reason") && error)
         json_object_set_new(report, "reason", json_string(error));
@@ -649,11 +670,6 @@ static int finish_unchanged(PGconn *conn, const struct directory_sync_opts *opts
         rc = -1;
     free(error);
     return rc;
-}
-
-static bool stop_requested(const struct directory_sync_opts *opts)
-{
-    return opts->stop && atomic_load(opts->stop);
 }
 
 /* The skipped list (the dedup added to it) kept to DIRECTORY_REPORT_LIST_MAX, the rest counted. */
@@ -735,7 +751,7 @@ int directory_sync_run(PGconn *conn, const struct appconf *conf,
     iso_now(started, sizeof(started));
     *report = report_new(started);
     if (schema_version(conn, &version, err) < 0)
-        return -1;
+        return stop_requested(opts) ? stopped(*report, err) : -1;
     if (version < 3)
         return err_set(err,
                        "directory sync: the database is at schema version %d and the sync needs "
@@ -743,7 +759,7 @@ int directory_sync_run(PGconn *conn, const struct appconf *conf,
                        version);
     rc = lock_take(conn, err);
     if (rc < 0)
-        return -1;
+        return stop_requested(opts) ? stopped(*report, err) : -1;
     if (rc == 0) {
         /* not a failure: the other one is doing the work; no row, the caller tries later */
         err_set(err, "another directory sync is running");

@@ -24,7 +24,12 @@
  * again after CHECK_MIN_MS. dirsync_stop() sets the stop flag the sync
  * looks at between pages and before it applies, which also shuts the LDAP
  * socket down, and cancels the database statement running, so that the
- * node stops promptly in the middle of a sync.
+ * node stops promptly in the middle of a sync. A sync so stopped is no
+ * failure either (DIRECTORY_SYNC_STOPPED): it writes no directory_syncs
+ * row, so the schedule does not wait interval_s for it, and it is neither
+ * counted nor shown. A cancel that lands on the COMMIT of a finished sync
+ * can roll it back: that one is then simply not recorded, and redone by the
+ * next primary's node (or this one's after its restart) when it looks.
  */
 #include "dirsync.h"
 
@@ -267,9 +272,15 @@ static void sync_done(void *arg)
 
     ds->running = false;
     if (!j->ran) {
-        if (j->err)
+        if (j->err && !atomic_load(&ds->stop)) /* not the cancel of a node stopping */
             log_warn("directory.schedule_check_failed err=%s", j->err);
         plan_next(ds, j->err ? 0 : j->due_s);
+        goto done;
+    }
+    if (j->rc == DIRECTORY_SYNC_STOPPED) {
+        /* the node is stopping (dirsync_stop()): no row, nothing to count; due as it was */
+        log_info("directory.sync result=stopped trigger=schedule");
+        plan_next(ds, 0);
         goto done;
     }
     if (j->rc == DIRECTORY_SYNC_BUSY) {

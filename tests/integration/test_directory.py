@@ -5,8 +5,10 @@ brings an OU's users in (then a group's), a changed phone and a removed user
 are reflected on the next sync (disabled, not deleted; enabled again when
 back), a user an administrator disabled stays so, an enrolled TOTP seed is
 byte-identical after every sync and still signs in, the guard refuses a sync
-that would disable most users or that found nobody, and a wrong bind
-password or an unreachable directory fails and changes nothing.
+that would disable most users or that found nobody, a wrong bind
+password or an unreachable directory fails and changes nothing, and a list
+of URLs whose first server takes connections but never answers moves on to
+the next within about timeout_ms.
 
 The tests run in file order and build on each other (one cluster and one
 slapd for the module, as test_tokens.py does): run the module whole."""
@@ -14,6 +16,7 @@ slapd for the module, as test_tokens.py does): run the module whole."""
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -384,6 +387,53 @@ def test_a_wrong_bind_password_or_no_directory_fails_and_changes_nothing(env):
     rc, rep, err = sync(c)
     assert rc == 0 and rep["updated"] == 1, (rep, err)
     assert users(c)["erin"]["display_name"] == "Erin Changed"
+
+
+class SilentServer:
+    """A loopback port that takes TCP connections (the kernel's backlog) and never says a word:
+    a directory server that silently stops answering, the TLS handshake left hanging."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)  # never accept()ed: connects complete, nothing is ever read
+        self.url = f"ldaps://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.sock.close()
+
+
+def test_a_silent_first_server_of_the_list_fails_over_to_the_next(env):
+    """url lists a server that takes the connection and then says nothing, then slapd: each
+    URL has its own timeout_ms, so the sync moves on to slapd after about one timeout_ms and
+    succeeds (one deadline for the whole list left the second server's handshake failed as a
+    timeout)."""
+    c = env
+    timeout_ms = 1000
+    with SilentServer() as silent:
+        conf = conf_file(c, "failover", url=f"{silent.url},{c.slapd.url_ldaps}",
+                         timeout_ms=timeout_ms)
+        nsyncs = len(syncs(c))
+        t0 = time.monotonic()
+        rc, rep, err = sync(c, "--dry-run", conf=conf)
+        took = time.monotonic() - t0
+        assert rc == 0 and rep["result"] == "dry_run", (rc, rep, err)
+        assert rep["directory_users"] > 0, rep
+        # one timeout_ms for the silent one, then slapd at once (and mfactl's own start)
+        assert took < 10 * timeout_ms / 1000, took
+        rows = syncs(c)
+        assert len(rows) == nsyncs + 1 and rows[-1][3] == "dry_run", rows[-1]
+
+        # the silent one alone: a timeout naming it, within about timeout_ms, not a hang
+        alone = conf_file(c, "silent", url=silent.url, timeout_ms=timeout_ms)
+        t0 = time.monotonic()
+        rc, rep, err = sync(c, "--dry-run", conf=alone)
+        assert rc == 1, (rc, rep, err)
+        assert silent.url in err and "timeout_ms" in err, err
+        assert time.monotonic() - t0 < 10 * timeout_ms / 1000
 
 
 def test_a_sync_while_another_runs_is_busy_and_leaves_no_row(env):

@@ -17,7 +17,9 @@ before the bind); a directory user without a DN is refused and not counted;
 twenty parallel wrong passwords for one user reach the directory one at a
 time (the others "busy", 429, not counted): no more binds than
 node.lockout.max_failures (slapd's own log counts them), the user locked
-out and one "locked" e-mail; no password is in any daemon's log; on a node
+out and one "locked" e-mail; no password is in any daemon's log; with a
+url list whose first server takes connections and never answers, the check
+moves on to slapd and signs in; on a node
 whose first factor is the PIN, a directory user is a user like any: no bind
 is made, and without a PIN the code decides as for a local user.
 
@@ -40,6 +42,7 @@ import pytest
 
 import otp_ref
 from ldapd import Slapd
+from test_directory import SilentServer
 from test_portal import Browser, by_id
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "appliance"))
@@ -395,6 +398,34 @@ def test_no_password_in_any_log(env):
     for name, text in logs.items():
         for secret in (DORA_PW, SAM_PW, LENA_PW, "not-her-password", "still-wrong"):
             assert secret not in text, f"{secret!r} in the {name} log"
+
+
+# ---- a list of servers whose first is silent ----
+
+def test_a_silent_first_server_fails_over_for_the_password(env):
+    """url lists a server that takes the connection and never answers, then slapd
+    (timeout_ms = 1000): the bind check moves on to slapd after that server's own
+    timeout_ms and the right password signs in."""
+    c = env
+    c.slapd.start()  # stopped by test_directory_down_is_not_counted
+    with SilentServer() as silent:
+        p = c.m.procs["node"]
+        p.terminate()
+        p.wait(20)
+        c.rewrite_conf(c.slapd.conf_section(user=c.user, first_factor="ldap", timeout_ms=1000,
+                                            url=f"{silent.url},{c.slapd.url_ldaps}"))
+        c.m.start_node()
+
+        def up():
+            try:
+                return api(c, "GET", "/api/v1/users?limit=1")[0] == 200
+            except OSError:
+                return False
+        wait_for(up, 30, "the node is back")
+        t0 = time.monotonic()
+        st, doc = auth(c, {"username": "dora", "pin": DORA_PW, "otp": c.totp["dora"].code()})
+        assert (st, doc["result"]) == (200, "accepted"), doc
+        assert time.monotonic() - t0 < 8, "the silent server held the check"
 
 
 # ---- a node whose first factor is the PIN ----

@@ -9,7 +9,8 @@
  * phone normalization and the first phone attribute present, invalid values
  * reported, NUL and overlong values), the DN normalization the group
  * membership compares with, the secret file reader, and the bind check's
- * refusal of an empty password before any connection.
+ * refusal of an empty password before any connection; the splitting of
+ * directory.url's list and the try of each of its URLs in turn.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -557,6 +558,49 @@ static void test_bind_check_local(void **state)
     free(err);
 }
 
+static void test_url_list(void **state)
+{
+    const char *list = " ldaps://dc1:636/, ,ldaps://dc2 ldaps://dc3,";
+    char out[32], small[9];
+    size_t pos = 0;
+
+    (void)state;
+    assert_int_equal(directory_url_next(list, &pos, out, sizeof(out)), 1);
+    assert_string_equal(out, "ldaps://dc1:636/");
+    assert_int_equal(directory_url_next(list, &pos, out, sizeof(out)), 1);
+    assert_string_equal(out, "ldaps://dc2");
+    assert_int_equal(directory_url_next(list, &pos, out, sizeof(out)), 1);
+    assert_string_equal(out, "ldaps://dc3");
+    assert_int_equal(directory_url_next(list, &pos, out, sizeof(out)), 0);
+    assert_int_equal(directory_url_next(list, &pos, out, sizeof(out)), 0);
+    pos = 0;
+    assert_int_equal(directory_url_next(", ,", &pos, out, sizeof(out)), 0);
+    /* too long for <out>: said, and the next one still follows */
+    pos = 0;
+    assert_int_equal(directory_url_next("ldaps://dc1,ldap://x", &pos, small, sizeof(small)), -1);
+    assert_int_equal(directory_url_next("ldaps://dc1,ldap://x", &pos, small, sizeof(small)), 1);
+    assert_string_equal(small, "ldap://x");
+}
+
+/* Every URL of a list is tried, in order, and the error says what each one answered. */
+static void test_url_list_each_tried(void **state)
+{
+    struct appconf conf = conf_with(10, false);
+    char *err = NULL;
+    const char *first, *second;
+
+    (void)state;
+    conf.directory.url = S("ldaps://127.0.0.1:1/, ldaps://127.0.0.1:2/");
+    assert_int_equal(directory_bind_check(&conf, "uid=a,dc=x", "hunter2", &err), -1);
+    first = strstr(err, "ldaps://127.0.0.1:1/");
+    second = strstr(err, "ldaps://127.0.0.1:2/");
+    assert_non_null(first);
+    assert_non_null(second);
+    assert_true(first < second);
+    assert_null(strstr(err, "hunter2"));
+    free(err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -576,6 +620,8 @@ int main(void)
         cmocka_unit_test(test_dn_normalize),
         cmocka_unit_test(test_secret_file),
         cmocka_unit_test(test_bind_check_local),
+        cmocka_unit_test(test_url_list),
+        cmocka_unit_test(test_url_list_each_tried),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
