@@ -252,3 +252,25 @@ int dbconn_audit(PGconn *conn, const struct appconf *c, const char *action, cons
     PQclear(res);
     return rc;
 }
+
+int dbconn_dispatch(const struct dbconn_subcmd *subs, size_t nsubs, const char *usage,
+                    const char *config, bool json, int argc, char **argv)
+{
+    const char *sub = argc > 1 ? argv[1] : "";
+
+    argc--;
+    argv++;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0 ||
+            strcmp(sub, "help") == 0) {
+            fputs(usage, stdout);
+            return DBCONN_EXIT_OK;
+        }
+    }
+    for (size_t i = 0; i < nsubs; i++) {
+        if (strcmp(sub, subs[i].name) == 0)
+            return subs[i].run(config, json, argc, argv);
+    }
+    fputs(usage, stderr);
+    return DBCONN_EXIT_USAGE;
+}

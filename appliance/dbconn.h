@@ -104,4 +104,19 @@ int dbconn_error(PGconn *conn, const char *what, char **err);
 /* Same for a failed result. Returns -1. */
 int dbconn_result_error(const PGresult *res, const char *what, char **err);
 
+/* A data command's subcommand (mfactl token import, mfactl directory sync, ...). */
+struct dbconn_subcmd {
+    const char *name;
+    int (*run)(const char *config, bool json, int argc, char **argv);
+};
+
+/*
+ * Runs the subcommand argv[1] of the command argv[0] with argv shifted so
+ * that the subcommand is argv[0], as getopt wants. --help, -h or "help"
+ * anywhere prints <usage> to stdout (DBCONN_EXIT_OK); an unknown or missing
+ * subcommand prints it to stderr (DBCONN_EXIT_USAGE).
+ */
+int dbconn_dispatch(const struct dbconn_subcmd *subs, size_t nsubs, const char *usage,
+                    const char *config, bool json, int argc, char **argv);
+
 #endif

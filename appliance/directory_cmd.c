@@ -372,21 +372,10 @@ done:
 
 int directory_cmd(const char *config, bool json, int argc, char **argv)
 {
-    /* argv[0] is "directory"; from here on the subcommand is argv[0], as getopt wants. */
-    const char *sub = argc > 1 ? argv[1] : "";
+    static const struct dbconn_subcmd subs[] = {
+        { "sync", cmd_sync },
+        { "status", cmd_status },
+    };
 
-    argc--;
-    argv++;
-    for (int i = 0; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0 ||
-            strcmp(sub, "help") == 0) {
-            fputs(usage_text, stdout);
-            return DBCONN_EXIT_OK;
-        }
-    if (strcmp(sub, "sync") == 0)
-        return cmd_sync(config, json, argc, argv);
-    if (strcmp(sub, "status") == 0)
-        return cmd_status(config, json, argc, argv);
-    fputs(usage_text, stderr);
-    return DBCONN_EXIT_USAGE;
+    return dbconn_dispatch(subs, MFA_ARRAY_LEN(subs), usage_text, config, json, argc, argv);
 }

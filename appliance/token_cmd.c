@@ -1005,25 +1005,12 @@ static int cmd_unassign(const char *config, bool json, int argc, char **argv)
 
 int token_cmd(const char *config, bool json, int argc, char **argv)
 {
-    /* argv[0] is "token"; from here on the subcommand is argv[0], as getopt wants. */
-    const char *sub = argc > 1 ? argv[1] : "";
+    static const struct dbconn_subcmd subs[] = {
+        { "import", cmd_import },
+        { "list", cmd_list },
+        { "assign", cmd_assign },
+        { "unassign", cmd_unassign },
+    };
 
-    argc--;
-    argv++;
-    for (int i = 0; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0 ||
-            strcmp(sub, "help") == 0) {
-            fputs(usage_text, stdout);
-            return DBCONN_EXIT_OK;
-        }
-    if (strcmp(sub, "import") == 0)
-        return cmd_import(config, json, argc, argv);
-    if (strcmp(sub, "list") == 0)
-        return cmd_list(config, json, argc, argv);
-    if (strcmp(sub, "assign") == 0)
-        return cmd_assign(config, json, argc, argv);
-    if (strcmp(sub, "unassign") == 0)
-        return cmd_unassign(config, json, argc, argv);
-    fputs(usage_text, stderr);
-    return DBCONN_EXIT_USAGE;
+    return dbconn_dispatch(subs, MFA_ARRAY_LEN(subs), usage_text, config, json, argc, argv);
 }

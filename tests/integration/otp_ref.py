@@ -24,5 +24,22 @@ def b32decode(secret):
     return base64.b32decode(secret.upper() + "=" * (-len(secret) % 8))
 
 
+class TotpApp:
+    """A TOTP app for tests that sign in many times with one seed: each code is
+    from a time step after the last one used (the node's replay guard), within
+    a window of +-9 steps (the node's totp_window must be that wide)."""
+
+    def __init__(self, secret):
+        self.key = b32decode(secret)
+        self.last = None
+
+    def code(self):
+        now = int(time.time() // 30)
+        step = now - 8 if self.last is None else max(self.last + 1, now - 8)
+        assert step <= now + 9, "out of TOTP steps in the window"
+        self.last = step
+        return hotp(self.key, step)
+
+
 # RFC 6238 Appendix B, SHA-1: the reference itself must be right.
 assert hotp(b"12345678901234567890", 59 // 30, 8) == "94287082"
