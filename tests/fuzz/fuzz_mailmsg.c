@@ -33,11 +33,13 @@ static const char *const header_order[] = {
     "Auto-Submitted: ",
 };
 
-static void check_message(const char *msg, size_t len, const char *event_id)
+static void check_message(const char *msg, size_t len, const struct mailmsg_fields *f)
 {
     size_t i = 0, header = 0, col = 0;
     bool in_body = false, line_start = true;
-    char want[128];
+    const char *domain = strrchr(f->from, '@');
+    char *want;
+    size_t wsize;
 
     if (len != strlen(msg) || len < 4)
         abort();
@@ -72,9 +74,17 @@ static void check_message(const char *msg, size_t len, const char *event_id)
     }
     if (!in_body || !line_start)
         abort();
-    snprintf(want, sizeof(want), "\r\nMessage-ID: <%s@corp.example>\r\n", event_id);
+    /* The Message-ID is the event's id at the domain of the From address, whatever it is. */
+    if (!domain)
+        abort();
+    wsize = strlen(f->event_id) + strlen(domain) + 32;
+    want = malloc(wsize);
+    if (!want)
+        return;
+    snprintf(want, wsize, "\r\nMessage-ID: <%s%s>\r\n", f->event_id, domain);
     if (!strstr(msg, want))
         abort();
+    free(want);
 }
 
 static struct mailmsg_fields good_fields(void)
@@ -109,7 +119,7 @@ static void build_and_check(const struct mailmsg_templates *t, const struct mail
     }
     if (err)
         abort();
-    check_message(msg, len, f->event_id);
+    check_message(msg, len, f);
     free(msg);
 }
 
