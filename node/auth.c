@@ -180,40 +180,13 @@ static const char lockout_sql[] =
  * The same on a schema 3 database, and the "locked" e-mail (docs/email.md)
  * when the user's failures from all addresses reach $4
  * (node.lockout.max_failures_total): the threshold is the node's setting,
- * so the node queues it, not the database's trigger. The decision is the
- * database's, in the failure's own statement, so it holds across nodes and
- * for every path that counts a failure (a wrong SMS code too): one message
- * per lockout window. Statements for one user take turns (the advisory
- * lock), but one that waited for the lock still reads with the snapshot it
- * started with, where NOT EXISTS cannot see the message the one before it
- * queued. So the message's event_id is the user's and the slot's (now in
- * whole node.lockout.duration periods): that second insert conflicts on it
- * and adds nothing. What the snapshot still leaves (both rare: failures for
- * one user from two addresses at the same instant): two straddling a slot's
- * end may each queue one; and the other addresses' counts are the
- * snapshot's, so two that together reach the limit may each see it one
- * short and queue none. The per-address limit (max_failures) sends none.
+ * so the node passes it; the decision is the database's (schema 003's
+ * lockout_failure(): failures of one user take turns, each reading after
+ * the one before), so it holds across nodes and for every path that counts
+ * a failure (a wrong SMS code too): one message per lock. The per-address
+ * limit (max_failures) sends none.
  */
-static const char lockout_mail_sql[] =
-    "WITH k AS (SELECT pg_advisory_xact_lock(hashtext('mfa-locked:' || lower($1))) AS locked),"
-    " mine AS (INSERT INTO lockouts AS l (username, client_ip, failures, last_failure)"
-    "  SELECT lower($1), $2, 1, now() FROM k"
-    "  ON CONFLICT (username, client_ip) DO UPDATE SET last_failure = now(),"
-    "   failures = CASE WHEN l.last_failure < now() - make_interval(secs => $3::int)"
-    "    THEN 1 ELSE l.failures + 1 END"
-    "  RETURNING l.failures),"
-    " t AS (SELECT (SELECT failures FROM mine) + coalesce((SELECT sum(o.failures) FROM lockouts o"
-    "   WHERE o.username = lower($1) AND o.client_ip <> $2"
-    "   AND o.last_failure > now() - make_interval(secs => $3::int)), 0) AS total)"
-    " INSERT INTO email_outbox (event_id, event, username, display_name, to_addr, method)"
-    " SELECT md5('mfa-locked:' || lower(u.username) || ':'"
-    "   || floor(extract(epoch FROM now()) / $3::int)::bigint)::uuid,"
-    "  'locked', u.username, u.display_name, u.email, u.method FROM users u, t"
-    " WHERE lower(u.username) = lower($1) AND u.email <> '' AND NOT u.disabled"
-    " AND t.total >= $4::int"
-    " AND NOT EXISTS (SELECT 1 FROM email_outbox o WHERE lower(o.username) = lower($1)"
-    "  AND o.event = 'locked' AND o.created_at > now() - make_interval(secs => $3::int))"
-    " ON CONFLICT (event_id) DO NOTHING";
+static const char lockout_mail_sql[] = "SELECT lockout_failure($1, $2, $3::int, $4::int)";
 
 static const char totp_mark_sql[] =
     "UPDATE oath_tokens SET last_step = $2, drift = $3"

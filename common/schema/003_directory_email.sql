@@ -121,3 +121,38 @@ END $$;
 
 CREATE TRIGGER oath_tokens_email_event AFTER INSERT OR UPDATE OF user_id ON oath_tokens
     FOR EACH ROW EXECUTE FUNCTION email_token_event();
+
+-- A failed sign-in, counted on the primary (the node's write with
+-- synchronous_commit off): the failures of <username> from <client_ip> go up
+-- (starting again at 1 once <window_s> passed since the last one), and when
+-- the user's failures from every address within <window_s> reach <max_total>
+-- (node.lockout.max_failures_total: the node's setting, so the node passes
+-- it) the "locked" message is queued, once per lock. Failures of one user
+-- take turns on an advisory lock, and each statement below reads after the
+-- turn was taken (a function's own statements take fresh snapshots), so two
+-- nodes counting at the same moment see each other: one message, never two,
+-- never none.
+CREATE FUNCTION lockout_failure(p_username text, p_client_ip text, p_window_s integer,
+                                p_max_total integer) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    total integer;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('mfa-locked:' || lower(p_username)));
+    INSERT INTO lockouts AS l (username, client_ip, failures, last_failure)
+        VALUES (lower(p_username), p_client_ip, 1, now())
+        ON CONFLICT (username, client_ip) DO UPDATE SET last_failure = now(),
+            failures = CASE WHEN l.last_failure < now() - make_interval(secs => p_window_s)
+                            THEN 1 ELSE l.failures + 1 END;
+    SELECT coalesce(sum(o.failures), 0) INTO total FROM lockouts o
+        WHERE o.username = lower(p_username)
+          AND o.last_failure > now() - make_interval(secs => p_window_s);
+    IF total >= p_max_total AND NOT EXISTS (SELECT 1 FROM email_outbox e
+            WHERE lower(e.username) = lower(p_username) AND e.event = 'locked'
+              AND e.created_at > now() - make_interval(secs => p_window_s)) THEN
+        INSERT INTO email_outbox (event, username, display_name, to_addr, method)
+            SELECT 'locked', u.username, u.display_name, u.email, u.method FROM users u
+            WHERE lower(u.username) = lower(p_username) AND u.email <> '' AND NOT u.disabled;
+    END IF;
+    RETURN total;
+END $$;
