@@ -118,8 +118,7 @@ struct signin {
     int64_t counter, last_step, matched;
     bool has_token, has_last_step;
     int failures, failures_total;
-    bool counts_known; /* failures and failures_total are the database's (the user was read) */
-    bool directory;    /* the first factor is the directory password (bind as dn) */
+    bool directory; /* the first factor is the directory password (bind as dn) */
     char *dn;
     int sms_user, sms_phone, sms_cluster;
     char challenge_id[ID_MAX];
@@ -160,9 +159,10 @@ static const char user_sql[] =
     "   WHERE s.phone = u.phone AND s.at > now() - interval '1 hour') END,"
     " CASE WHEN m.method = 'sms' THEN (SELECT count(*) FROM sms_sends s"
     "   WHERE s.at > now() - interval '1 hour') END,"
-    /* Schema 3's columns, read so that a schema 2 database answers NULL (docs/upgrade.md). */
-    " to_jsonb(u) ->> 'source', to_jsonb(u) ->> 'directory_dn'"
+    " d.source, d.directory_dn"
     " FROM users u CROSS JOIN LATERAL (SELECT coalesce($4, u.method) AS method) m"
+    /* Schema 3's columns, one row conversion, NULL on a schema 2 database (docs/upgrade.md). */
+    " CROSS JOIN LATERAL jsonb_to_record(to_jsonb(u)) AS d(source text, directory_dn text)"
     /* Columns named, never *: a later release may add columns (docs/upgrade.md). */
     " LEFT JOIN LATERAL (SELECT t.id, t.kind, t.algorithm, t.digits, t.period, t.counter,"
     "   t.last_step, t.drift, t.seed_sealed, t.serial FROM oath_tokens t WHERE t.user_id = u.id"
@@ -684,7 +684,6 @@ static void user_loaded(void *arg, const PGresult *res, const char *err)
     si->sms_user = atoi(PQgetvalue(res, 0, 17));
     si->sms_phone = atoi(PQgetvalue(res, 0, 18));
     si->sms_cluster = atoi(PQgetvalue(res, 0, 19));
-    si->counts_known = true;
     si->directory = auth_of(si->n)->ldap && !PQgetisnull(res, 0, 20) &&
                     strcmp(PQgetvalue(res, 0, 20), "directory") == 0;
     if (si->directory &&

@@ -113,8 +113,7 @@ static void bind_free(struct bind *b)
 
 static uint64_t deadline_of(const struct bind *b)
 {
-    return b->queued_ms +
-           (uint64_t)(b->conf.directory.timeout_ms > 0 ? b->conf.directory.timeout_ms : 0);
+    return b->queued_ms + (uint64_t)b->conf.directory.timeout_ms;
 }
 
 /* Hands the answer to the engine and frees <b> (out of both lists already). */
@@ -182,19 +181,18 @@ static void start_waiting(struct dirbind *q)
 /*
  * Answers the waiting checks past their deadline: while every running bind
  * hangs (up to its own timeout, per LDAP operation), nothing else would.
+ * The line is first in, first out, and directory.timeout_ms needs a restart,
+ * so the deadlines are in order: the head's is the earliest.
  */
 static void expire_waiting(evutil_socket_t fd, short what, void *arg)
 {
     struct dirbind *q = arg;
     uint64_t now = clock_mono_ms();
-    struct bind *b, *next;
+    struct bind *b;
 
     (void)fd;
     (void)what;
-    for (b = TAILQ_FIRST(&q->waiting); b; b = next) {
-        next = TAILQ_NEXT(b, link);
-        if (now < deadline_of(b))
-            continue;
+    while ((b = TAILQ_FIRST(&q->waiting)) && now >= deadline_of(b)) {
         TAILQ_REMOVE(&q->waiting, b, link);
         q->nwaiting--;
         answer(b, -1, "the check waited too long for the directory");
@@ -202,25 +200,20 @@ static void expire_waiting(evutil_socket_t fd, short what, void *arg)
     arm_expire(q);
 }
 
-/* Sets the timer for the earliest deadline of a waiting check; none: off. */
+/* Sets the timer for the deadline of the first waiting check; none: off. */
 static void arm_expire(struct dirbind *q)
 {
-    const struct bind *b;
-    uint64_t first = UINT64_MAX, now = clock_mono_ms();
+    const struct bind *b = TAILQ_FIRST(&q->waiting);
+    uint64_t left, now = clock_mono_ms();
     struct timeval tv;
 
-    TAILQ_FOREACH(b, &q->waiting, link)
-    {
-        if (deadline_of(b) < first)
-            first = deadline_of(b);
-    }
-    if (first == UINT64_MAX) {
+    if (!b) {
         evtimer_del(q->expire);
         return;
     }
-    first = first > now ? first - now : 0;
-    tv.tv_sec = (time_t)(first / 1000);
-    tv.tv_usec = (suseconds_t)(first % 1000) * 1000;
+    left = deadline_of(b) > now ? deadline_of(b) - now : 0;
+    tv.tv_sec = (time_t)(left / 1000);
+    tv.tv_usec = (suseconds_t)(left % 1000) * 1000;
     evtimer_add(q->expire, &tv);
 }
 

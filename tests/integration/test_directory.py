@@ -355,7 +355,7 @@ def test_a_wrong_bind_password_or_no_directory_fails_and_changes_nothing(env):
     wrong = conf_file(c, "wrongpw", password="not-the-password")
     rc, rep, err = sync(c, conf=wrong)
     assert rc == 1, (rc, rep, err)
-    assert "nvalid credentials" in err or "bind" in err.lower(), err
+    assert "nvalid credentials" in err, err
     assert "not-the-password" not in err + json.dumps(rep)
     assert users(c) == before
     rows = syncs(c)
@@ -445,7 +445,7 @@ def test_a_sync_while_another_runs_is_busy_and_leaves_no_row(env):
     d.add(f"dn: {twin}\nobjectClass: inetOrgPerson\nuid: twin1\nuid: twin2\ncn: Twin\nsn: Twin\n")
     try:
         rc, rep, err = sync(c)
-        assert rc in (0, 3), (rc, rep, err)
+        assert rc == 0 and rep["result"] == "ok", (rc, rep, err)
         assert {"dn": twin, "reason": "the username attribute has more than one value"} \
             in rep["skipped"], rep["skipped"]
         assert not {"twin1", "twin2"} & set(users(c))

@@ -214,11 +214,13 @@ def test_lockout_and_locked_mail(env):
         assert kind == "Access-Reject", out
     wait_for(lambda: failures(c, "lena") == MAX_FAILURES, 10, "every wrong password counted")
     # Locked: the right password and code are refused, and the directory is not asked.
+    asked = binds(c, "lena")
     st, doc = auth(c, {"username": "lena", "pin": LENA_PW, "otp": c.totp["lena"].code()})
     assert (doc["result"], doc["reason"]) == ("rejected", "locked_out"), doc
     kind, _, out = radius(c, "lena", LENA_PW + c.totp["lena"].code())
     assert kind == "Access-Reject", out
     assert failures(c, "lena") == MAX_FAILURES, "a locked-out attempt is not another failure"
+    assert binds(c, "lena") == asked, "a locked-out user's password went to the directory"
     # Reaching the limit queued one "locked" e-mail, and only one.
     wait_for(lambda: query(c, "SELECT count(*) FROM email_outbox WHERE username = 'lena'"
                               " AND event = 'locked'")[0][0] == 1, 10, "the locked e-mail queued")
@@ -434,8 +436,10 @@ def test_pin_node_treats_directory_users_like_local_ones(env):
         except OSError:
             return False
     wait_for(up, 30, "the node is back")
+    asked = binds(c, "dora")
     st, doc = auth(c, {"username": "dora", "otp": c.totp["dora"].code(), "client_ip": "192.0.2.9"})
     assert (st, doc["result"]) == (200, "accepted"), doc
+    assert binds(c, "dora") == asked, "a bind in \"pin\" mode"
     st = api(c, "GET", "/status")[1]
     assert "directory_checks" not in st, st  # no bind queue in "pin" mode
     # A local user with a PIN is not affected.

@@ -646,7 +646,15 @@ static void test_templates_dir(void **state)
 
 static void test_event_names(void **state)
 {
+    /* The names of schema 003's CHECK on email_outbox.event, in its order. */
+    static const char *const schema[] = { "enrolled",      "method_changed", "pin_reset",
+                                          "locked",        "email_changed",  "pin_removed",
+                                          "token_enrolled" };
+
     (void)state;
+    assert_int_equal(MFA_ARRAY_LEN(schema), MAILMSG_NEVENTS);
+    for (int i = 0; i < MAILMSG_NEVENTS; i++)
+        assert_string_equal(mailmsg_event_name(i), schema[i]);
     for (int i = 0; i < MAILMSG_NEVENTS; i++)
         assert_int_equal(mailmsg_event_parse(mailmsg_event_name(i)), i);
     assert_int_equal(mailmsg_event_parse("Locked"), -1);
